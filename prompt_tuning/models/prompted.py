@@ -1,0 +1,82 @@
+"""T5 1.1 with a soft prompt injected between the token embedding and the encoder stack.
+
+The prompt parameter lives at `encoder/prompt/prompt`, the path T5X prompt
+tuning uses, so exported prompts are named `encoder.prompt.prompt.npy`.
+Every other parameter is the bare model's, unchanged.
+"""
+
+import dataclasses
+from typing import Optional
+
+import jax
+
+from prompt_tuning import prompts
+from prompt_tuning.models import t5
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptConfig:
+  """How many prompt vectors, how they are initialised, and where they go.
+
+  Attributes:
+    length: P. With 0 the model is exactly the bare T5 model.
+    num_prompts: K for a bank of prompts selected per example by `prompt_index`
+      (mixed-task batches, ensembles), or None for a single prompt.
+    combine: 'prefix' (the paper), 'after_bos', or 'suffix' (before EOS).
+    init: flax initializer of the `[P, H]` prompt (see `prompts.initializers`).
+  """
+  length: int = 100
+  num_prompts: Optional[int] = None
+  combine: str = 'prefix'
+  init: prompts.initializers.Initializer = prompts.random_uniform()
+
+  def __post_init__(self):
+    if self.length < 0:
+      raise ValueError(f'Prompt length must be >= 0, got {self.length}.')
+    if self.combine not in prompts.COMBINE_MODES:
+      raise ValueError(f'Unknown prompt combination {self.combine!r}; expected one of '
+                       f'{prompts.COMBINE_MODES}.')
+
+
+class PromptedEncoder(t5.Encoder):
+  """The T5 encoder with the prompt joined to its embedded input."""
+  prompt_config: PromptConfig = PromptConfig()
+
+  def setup(self):
+    super().setup()
+    c = self.prompt_config
+    self.prompt = prompts.Prompt(c.length, self.config.emb_dim, c.num_prompts, c.init,
+                                 self.config.dtype)
+
+  def embed_inputs(self, encoder_input_tokens: Array, prompt_index: Optional[Array] = None):
+    """[B, T] tokens -> ([B, P+T, H] embedded prompt and input, [B, P+T] visible positions)."""
+    embedded, visible = super().embed_inputs(encoder_input_tokens)
+    prompt = self.prompt(encoder_input_tokens.shape[0], prompt_index)
+    return prompts.combine_with_inputs(prompt, embedded, visible, self.prompt_config.combine)
+
+  def visible_positions(self, encoder_input_tokens: Array) -> Array:
+    """[B, T] tokens -> [B, P+T]: prompt positions and non-padding inputs."""
+    return prompts.combined_visibility(encoder_input_tokens > 0, self.prompt_config.length,
+                                       self.prompt_config.combine)
+
+
+class PromptedT5(t5.Transformer):
+  """A frozen T5 1.1 plus a trainable prompt; same methods, plus a `prompt_index` [B] feature.
+
+  Packed inputs (segment ids) are not supported with a prompt.
+  """
+  prompt_config: PromptConfig = PromptConfig()
+
+  def make_encoder(self) -> t5.Encoder:
+    if self.prompt_config.length == 0:
+      return super().make_encoder()
+    return PromptedEncoder(self.config, self.token_embedder, prompt_config=self.prompt_config)
+
+  def encode(self, encoder_input_tokens: Array, encoder_segment_ids: Optional[Array] = None,
+             enable_dropout: bool = True, **features: Array) -> Array:
+    """[B, T] tokens (and `prompt_index` [B] for a bank) -> [B, P+T, H]."""
+    if encoder_segment_ids is not None and self.prompt_config.length:
+      raise ValueError('Packed examples (encoder_segment_ids) are not supported with a prompt.')
+    return super().encode(encoder_input_tokens, None, enable_dropout, **features)

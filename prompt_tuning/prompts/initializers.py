@@ -1,0 +1,127 @@
+"""Prompt initializers from the paper, with the flax signature `init(rng, shape, dtype)`.
+
+`shape` is `[P, H]` for one prompt or `[K, P, H]` for a bank of K prompts;
+vocabulary-based initializers take the frozen model's embedding table `[V, H]`
+as a concrete array (the runtime reads it from the checkpoint). No I/O here
+except `from_npy`, which reads the one file it is given.
+"""
+
+from typing import Callable, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Initializer = Callable[..., jax.Array]
+
+
+class PromptShapeError(ValueError):
+  """A prompt value does not have the shape the model's prompt parameter expects."""
+
+
+class Tokenizer(Protocol):
+  """Anything with `encode(text) -> token ids`: a seqio Vocabulary or a SentencePieceProcessor."""
+
+  def encode(self, text: str) -> Sequence[int]:
+    ...
+
+
+def _each_prompt(init_one: Callable[[jax.Array, tuple, jnp.dtype], jax.Array]) -> Initializer:
+  """Lifts an initializer of one `[P, H]` prompt to banks `[K, P, H]`, one rng per prompt."""
+
+  def init(rng: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    shape = tuple(shape)
+    if len(shape) == 2:
+      return init_one(rng, shape, dtype)
+    return jax.vmap(lambda key: init(key, shape[1:], dtype))(jax.random.split(rng, shape[0]))
+
+  return init
+
+
+def random_uniform(scale: float = 0.5) -> Initializer:
+  """Each value uniform in [-scale, scale] (the paper's "random uniform")."""
+
+  def init(rng: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    return jax.random.uniform(rng, tuple(shape), dtype, -scale, scale)
+
+  return init
+
+
+def sampled_vocab(embedding: np.ndarray, population_size: int = 5000) -> Initializer:
+  """Rows drawn from the first `population_size` rows of the embedding table `[V, H]`.
+
+  Without replacement, unless the prompt is longer than the population.
+  """
+  population = np.asarray(embedding)[:population_size]
+
+  def init_one(rng: jax.Array, shape: tuple, dtype) -> jax.Array:
+    length, width = shape
+    _check_width(population, width, 'embedding table')
+    rows = jax.random.choice(rng, population.shape[0], (length,), replace=length > population.shape[0])
+    return jnp.asarray(population, dtype)[rows]
+
+  return _each_prompt(init_one)
+
+
+def _fill_rows(rows: np.ndarray, fallback: Initializer, what: str) -> Initializer:
+  """The given `[N, H]` rows first, then `fallback` for the remaining P - N rows."""
+
+  def init_one(rng: jax.Array, shape: tuple, dtype) -> jax.Array:
+    length, width = shape
+    _check_width(rows, width, what)
+    if rows.shape[0] > length:
+      raise PromptShapeError(
+          f'{what} needs {rows.shape[0]} prompt rows but the prompt length is {length}.')
+    rest = fallback(rng, (length - rows.shape[0], width), dtype)
+    return jnp.concatenate([jnp.asarray(rows, dtype), rest], axis=0)
+
+  return _each_prompt(init_one)
+
+
+def class_labels(embedding: np.ndarray, vocabulary: Tokenizer, labels: Sequence[str],
+                 fallback: Initializer) -> Initializer:
+  """Row i is the mean embedding of label i's sub-tokens; the other rows come from `fallback`."""
+  embedding = np.asarray(embedding)
+  rows = []
+  for label in labels:
+    tokens = list(vocabulary.encode(label))
+    if not tokens:
+      raise ValueError(f'Class label {label!r} tokenizes to no tokens.')
+    rows.append(embedding[tokens].mean(axis=0))
+  return _fill_rows(np.stack(rows), fallback, f'class labels {list(labels)}')
+
+
+def from_string(embedding: np.ndarray, vocabulary: Tokenizer, text: str,
+                fallback: Initializer) -> Initializer:
+  """The embeddings of `text`'s tokens fill the first rows; the other rows come from `fallback`."""
+  tokens = list(vocabulary.encode(text))
+  return _fill_rows(np.asarray(embedding)[tokens], fallback, f'prompt string {text!r}')
+
+
+def from_array(value: np.ndarray, source: str = 'array') -> Initializer:
+  """Exactly `value`, which must have the prompt's full shape."""
+  value = np.asarray(value)
+
+  def init(rng: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    del rng
+    if value.shape != tuple(shape):
+      raise PromptShapeError(f'{source} has shape {value.shape} but the model\'s prompt has shape '
+                             f'{tuple(shape)}.')
+    return jnp.asarray(value, dtype)
+
+  return init
+
+
+def from_npy(path: str) -> Initializer:
+  """The prompt stored in a `.npy` file (e.g. `encoder.prompt.prompt.npy` or a released prompt)."""
+  try:
+    with open(path, 'rb') as f:
+      value = np.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'Cannot read prompt file {path}: {e}') from None
+  return from_array(value, source=f'prompt file {path}')
+
+
+def _check_width(rows: np.ndarray, width: int, what: str) -> None:
+  if rows.shape[-1] != width:
+    raise PromptShapeError(f'{what} has width {rows.shape[-1]} but the prompt has width {width}.')
