@@ -1,0 +1,97 @@
+"""The gin edge: which library objects gin files may name, where gin files are found, parsing.
+
+Gin stays here and in the CLI; the library below takes plain arguments.
+Names follow T5X where T5X users will look for them (`models.EncoderDecoderModel`,
+`utils.DatasetConfig`, `partitioning.Partitioner`, `seqio.SentencePieceVocabulary`).
+"""
+
+import os
+import pathlib
+from typing import List, Optional, Sequence
+
+import gin
+import jax.numpy as jnp
+import numpy as np
+import optax
+import seqio
+
+from prompt_tuning import checkpoints, decoding, prompts
+from prompt_tuning.models import prompted, t5
+from prompt_tuning.runtime import checkpointing, evaluation, inputs, model, optimizer, partitioning
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+
+
+class GinConfigError(ValueError):
+  """A gin file, binding or macro is wrong or missing."""
+
+
+def read_embedding(checkpoint_path: Optional[str] = None,
+                   embedding_file: Optional[str] = None) -> np.ndarray:
+  """The frozen model's token embedding `[V, H]`, for vocabulary-based prompt initializers.
+
+  Read from `EMBEDDING_FILE` (a `.npy`) when given, else from the one array
+  `token_embedder/embedding` of INITIAL_CHECKPOINT_PATH.
+  """
+  if embedding_file:
+    return np.load(embedding_file)
+  if not checkpoint_path:
+    raise GinConfigError('A vocabulary-based prompt initializer needs INITIAL_CHECKPOINT_PATH or '
+                         'EMBEDDING_FILE.')
+  return np.asarray(checkpoints.open_checkpoint(checkpoint_path).read('token_embedder/embedding'))
+
+
+def _register() -> None:
+  configurables = [
+      (t5.T5Config, 't5'), (t5.Transformer, 't5'), (t5.config_for_size, 't5'),
+      (prompted.PromptedT5, 'prompted'), (prompted.PromptConfig, 'prompted'),
+      (prompts.random_uniform, 'prompts'), (prompts.sampled_vocab, 'prompts'),
+      (prompts.class_labels, 'prompts'), (prompts.from_string, 'prompts'),
+      (prompts.from_npy, 'prompts'), (read_embedding, 'prompts'),
+      (model.EncoderDecoderModel, 'models'), (decoding.DecodingMethod, 'decoding'),
+      (optimizer.adafactor, 'optimizer'), (optimizer.warmup_then_decay, 'optimizer'),
+      (optax.adamw, 'optax'), (optax.sgd, 'optax'), (optax.constant_schedule, 'optax'),
+      (optax.linear_schedule, 'optax'), (optax.cosine_decay_schedule, 'optax'),
+      (optax.warmup_cosine_decay_schedule, 'optax'), (optax.exponential_decay, 'optax'),
+      (partitioning.Partitioner, 'partitioning'), (inputs.DatasetConfig, 'utils'),
+      (checkpointing.CheckpointConfig, 'utils'), (evaluation.EvalConfig, 'utils'),
+      (seqio.SentencePieceVocabulary, 'seqio'), (seqio.ByteVocabulary, 'seqio'),
+      (seqio.PassThroughVocabulary, 'seqio'),
+  ]
+  for fn_or_cls, module in configurables:
+    gin.external_configurable(fn_or_cls, module=module)
+  gin.constant('jnp.float32', jnp.float32)
+  gin.constant('jnp.bfloat16', jnp.bfloat16)
+
+
+_register()
+
+
+def default_search_paths() -> List[str]:
+  """Folders holding `gin/` and `configs/`: inside the installed package, or the repository root."""
+  roots = [PACKAGE_DIR, PACKAGE_DIR.parent]
+  return [str(root) for root in roots if (root / 'gin').is_dir()]
+
+
+def parse(gin_files: Sequence[str], bindings: Sequence[str],
+          search_paths: Sequence[str] = ()) -> None:
+  """Parses files (later ones override earlier) then bindings, with `gin/` and `configs/` on the path."""
+  for path in [os.getcwd(), *default_search_paths(), *search_paths]:
+    gin.add_config_file_search_path(path)
+  try:
+    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+  except (IOError, ValueError, SyntaxError) as e:
+    raise GinConfigError(f'gin: {str(e).splitlines()[0]}') from None
+  gin.finalize()
+
+
+def require_macros(names: Sequence[str]) -> None:
+  """Fails with one line naming the first required macro that no file or flag set."""
+  for name in names:
+    try:
+      value = gin.query_parameter(f'%{name}')
+    except ValueError:
+      value = gin.REQUIRED
+    if value is gin.REQUIRED or getattr(value, 'selector', None) == 'gin.REQUIRED':
+      raise GinConfigError(f'Missing required gin macro {name}: set it in a gin file or pass '
+                           f'--gin.{name}=... on the command line.')

@@ -1,0 +1,1 @@
+"""The training, evaluation and inference runtime: partitioning, optimizer, steps, checkpoints, loops."""

@@ -1,0 +1,136 @@
+"""Evaluation and inference runs: a frozen model plus a prompt from a `.npy` file or a training run.
+
+The prompt comes from the model's prompt initializer (e.g. `prompts.from_npy`
+with PROMPT_FILE), or, when `checkpoint_path` names a training checkpoint
+(`MODEL_DIR/checkpoint_<step>`), from that checkpoint's trained parameters.
+"""
+
+import json
+import os
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from prompt_tuning.runtime import checkpointing, evaluation, inputs, initial_params, partitioning
+from prompt_tuning.runtime import optimizer as optim
+from prompt_tuning.runtime.model import EncoderDecoderModel
+from prompt_tuning.runtime.train_loop import prepare
+from prompt_tuning.runtime.trainer import Trainer
+
+Params = Any
+
+
+def _checkpoint_location(checkpoint_path: str) -> Tuple[str, int]:
+  """`.../MODEL_DIR/checkpoint_<step>` -> (MODEL_DIR, step)."""
+  path = checkpoint_path.rstrip('/')
+  match = re.fullmatch(r'checkpoint_(\d+)', os.path.basename(path))
+  if not match or not os.path.isdir(path):
+    raise FileNotFoundError(f'CHECKPOINT_PATH={checkpoint_path} is not a training checkpoint '
+                            'folder (MODEL_DIR/checkpoint_<step>).')
+  return os.path.dirname(path), int(match.group(1))
+
+
+def load_params(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
+                partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
+                initial_checkpoint_path: Optional[str], frozen_dtype: Any,
+                checkpoint_path: Optional[str] = None, seed: int = 0):
+  """The full parameters to evaluate. Returns (mesh, param shardings, params, step)."""
+  mesh, shapes, shardings, labels = prepare(model, dataset_config, partitioner, trainable_regexes)
+  params = initial_params.initial_params(model, shapes, shardings, labels, initial_checkpoint_path,
+                                         frozen_dtype, seed)
+  if not checkpoint_path:
+    return mesh, shardings, params, 0
+  model_dir, step = _checkpoint_location(checkpoint_path)
+  trainable, frozen = optim.split(params, labels)
+  state = Trainer(model, labels, shardings, mesh, partitioner).create_state(trainable, seed)
+  checkpointer = checkpointing.Checkpointer(model_dir)
+  state, _ = checkpointer.restore(state, step)
+  checkpointer.close()
+  return mesh, shardings, optim.merge(state.trainable, frozen), step
+
+
+def evaluate(*, model: EncoderDecoderModel, eval_config: evaluation.EvalConfig, output_dir: str,
+             partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
+             initial_checkpoint_path: Optional[str], frozen_dtype: Any,
+             checkpoint_path: Optional[str] = None, seed: int = 0) -> Dict[str, Dict[str, Any]]:
+  """Metrics per task; writes them (TensorBoard, JSON) and predictions (JSONL) to output_dir/inference_eval."""
+  mesh, shardings, params, step = load_params(model, eval_config.dataset, partitioner,
+                                              trainable_regexes, initial_checkpoint_path,
+                                              frozen_dtype, checkpoint_path, seed)
+  evaluator = evaluation.Evaluator(model, eval_config, mesh, shardings,
+                                   os.path.join(output_dir, 'inference_eval'))
+  return evaluator.evaluate(params, step)
+
+
+def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.DatasetConfig
+                  ) -> Iterator[Tuple[List[str], Dict[str, np.ndarray], int]]:
+  """Raw input lines -> (texts, zero-padded model features, count), tokenized like task inputs."""
+  length = dataset.task_feature_lengths['inputs']
+  with tf.io.gfile.GFile(input_file) as f:
+    texts = [line.rstrip('\n') for line in f if line.strip()]
+  if not texts:
+    raise ValueError(f'{input_file} holds no input lines.')
+  for start in range(0, len(texts), dataset.batch_size):
+    chunk = texts[start:start + dataset.batch_size]
+    tokens = np.zeros((dataset.batch_size, length), np.int32)
+    for row, text in enumerate(chunk):
+      ids = list(model.vocabulary.encode(text))[:length - 1] + [1]
+      tokens[row, :len(ids)] = ids
+    yield chunk, {'encoder_input_tokens': tokens}, len(chunk)
+
+
+def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):
+  """A task split -> (input texts, zero-padded model features, count)."""
+  task = inputs.get_mixture_or_task(dataset.mixture_or_task_name)
+  ds = task.get_dataset(dataset.task_feature_lengths, split=dataset.split, shuffle=False,
+                               num_epochs=1, use_cached=dataset.use_cached)
+  batch_size = dataset.batch_size
+  length = dataset.task_feature_lengths['inputs']
+  for chunk in ds.batch(batch_size).as_numpy_iterator():
+    count = len(chunk['inputs'])
+    tokens = np.zeros((batch_size, length), np.int32)
+    tokens[:count, :chunk['inputs'].shape[1]] = chunk['inputs'][:, :length]
+    texts = [model.vocabulary.decode(list(t[t > 0])) for t in chunk['inputs']]
+    yield texts, {'encoder_input_tokens': tokens}, count
+
+
+def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, output_file: str,
+          partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
+          initial_checkpoint_path: Optional[str], frozen_dtype: Any,
+          checkpoint_path: Optional[str] = None, input_file: Optional[str] = None,
+          seed: int = 0) -> int:
+  """Writes one JSON line (inputs, prediction, score) per input of a split or of `input_file`.
+
+  Returns the number of lines written. The file appears whole or not at all.
+  """
+  mesh, shardings, params, _ = load_params(model, dataset_config, partitioner, trainable_regexes,
+                                           initial_checkpoint_path, frozen_dtype, checkpoint_path,
+                                           seed)
+  batches = (_text_batches(input_file, model, dataset_config) if input_file
+             else _task_batches(dataset_config, model))
+  data_sharding = partitioning.data_sharding(mesh)
+  max_length = dataset_config.task_feature_lengths['targets']
+  predict = jax.jit(lambda p, b, r: model.predict_batch(p, b, max_length, r),
+                    in_shardings=(shardings, data_sharding, partitioning.replicated(mesh)),
+                    out_shardings=partitioning.replicated(mesh))
+  lines = []
+  with mesh:
+    for step, (texts, features, count) in enumerate(batches):
+      batch = partitioning.replicated_batch(features, mesh)
+      tokens, scores = predict(params, batch, jax.random.key(seed + step))
+      tokens, scores = np.asarray(tokens), np.asarray(scores)
+      for row in range(count):
+        ids = evaluation.until_eos(tokens[row])
+        lines.append(json.dumps({'inputs': texts[row], 'prediction': model.vocabulary.decode(ids),
+                                 'score': float(scores[row])}))
+  if jax.process_index() == 0:
+    directory = os.path.dirname(os.path.abspath(output_file))
+    os.makedirs(directory, exist_ok=True)
+    staging = f'{output_file}.tmp'
+    with open(staging, 'w') as f:
+      f.write('\n'.join(lines) + '\n')
+    os.replace(staging, output_file)
+  return len(lines)

@@ -1,0 +1,74 @@
+"""Token cross-entropy as T5X computes it: z-loss, label smoothing, padding ignored, normalised.
+
+Normalisation follows T5X's `loss_normalizing_factor`: None sums over real
+target tokens, a number divides that sum by it (T5X's fine-tuning default is
+233472), and 'NUM_REAL_TARGET_TOKENS' averages over real target tokens.
+"""
+
+from typing import Dict, Optional, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+NormalizingFactor = Optional[Union[float, int, str]]
+
+
+def cross_entropy_with_logits(logits: Array, targets: Array, z_loss: float,
+                              label_smoothing: float = 0.0) -> Tuple[Array, Array]:
+  """Per-token loss and z-loss for [B, T, V] logits and [B, T] integer targets.
+
+  The z-loss `z_loss * logsumexp(logits)**2` keeps the softmax normaliser near
+  1, as in T5X. With label smoothing the loss is shifted by the entropy of the
+  smoothed targets, so a perfect model still scores 0.
+  """
+  vocab = logits.shape[-1]
+  logits = logits.astype(jnp.float32)
+  confidence = 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
+  soft_targets = jax.nn.one_hot(targets, vocab) * (confidence - low) + low
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  log_softmax = logits - log_z[..., None]
+  loss = -jnp.sum(soft_targets * log_softmax, axis=-1)
+  if label_smoothing:
+    loss -= -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+  total_z_loss = z_loss * jnp.square(log_z)
+  return loss + total_z_loss, total_z_loss
+
+
+def weighted_loss(logits: Array, targets: Array, weights: Array, *, z_loss: float = 1e-4,
+                  label_smoothing: float = 0.0,
+                  loss_normalizing_factor: NormalizingFactor = None) -> Tuple[Array, Dict[str, Array]]:
+  """The training objective and its metrics for a batch.
+
+  Args:
+    logits: [B, T, V].
+    targets: [B, T] target tokens.
+    weights: [B, T] 1 for real target tokens, 0 for padding.
+
+  Returns:
+    The scalar loss and metrics (sums, so they add across batches and hosts).
+  """
+  weights = weights.astype(jnp.float32)
+  token_loss, token_z_loss = cross_entropy_with_logits(logits, targets, z_loss, label_smoothing)
+  num_tokens = jnp.sum(weights)
+  total = jnp.sum(token_loss * weights)
+  if loss_normalizing_factor == 'NUM_REAL_TARGET_TOKENS':
+    loss = total / jnp.maximum(num_tokens, 1.0)
+  elif isinstance(loss_normalizing_factor, str):
+    raise ValueError(f'Unknown loss_normalizing_factor {loss_normalizing_factor!r}; use a number, '
+                     "None or 'NUM_REAL_TARGET_TOKENS'.")
+  elif loss_normalizing_factor is not None:
+    loss = total / loss_normalizing_factor
+  else:
+    loss = total
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32) * weights
+  metrics = {
+      'loss': loss,
+      'cross_ent_loss_sum': jnp.sum((token_loss - token_z_loss) * weights),
+      'z_loss_sum': jnp.sum(token_z_loss * weights),
+      'correct_tokens': jnp.sum(correct),
+      'target_tokens': num_tokens,
+      'examples': jnp.sum(jnp.any(weights > 0, axis=-1).astype(jnp.float32)),
+  }
+  return loss, metrics

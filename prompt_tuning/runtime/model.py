@@ -1,0 +1,104 @@
+"""The model as the runtime sees it: a Flax module plus its loss, decoding and vocabulary.
+
+Mirrors T5X's `models.EncoderDecoderModel`, so gin files read the same way
+(`MODEL = @models.EncoderDecoderModel()`). Batches are dicts of the features
+that SeqIO's `EncDecFeatureConverter` makes, plus an optional `prompt_index`.
+"""
+
+import dataclasses
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import seqio
+
+from prompt_tuning import decoding, scoring
+from prompt_tuning.runtime import losses
+
+Array = jax.Array
+Params = Any
+Batch = Mapping[str, Array]
+
+# Batch features handed to the encoder besides the tokens (a prompt bank's index).
+ENCODER_FEATURES = ('prompt_index',)
+
+
+def encoder_features(batch: Batch) -> Dict[str, Array]:
+  return {k: batch[k] for k in ENCODER_FEATURES if k in batch}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EncoderDecoderModel:
+  """A T5 encoder-decoder (bare or prompted) with what training and evaluation need.
+
+  Attributes:
+    module: `t5.Transformer` or `prompted.PromptedT5`.
+    vocabulary: the input and output vocabulary.
+    optimizer: the optax optimizer of the trainable parameters (masking is
+      added by the trainer).
+    decoding_method: how `predict_batch` decodes.
+    z_loss, label_smoothing, loss_normalizing_factor: as in T5X.
+  """
+  module: nn.Module
+  vocabulary: seqio.Vocabulary
+  optimizer: optax.GradientTransformation
+  decoding_method: decoding.DecodingMethod = decoding.DecodingMethod()
+  z_loss: float = 1e-4
+  label_smoothing: float = 0.0
+  loss_normalizing_factor: losses.NormalizingFactor = None
+
+  def abstract_variables(self, input_shapes: Mapping[str, Tuple[int, ...]]) -> Any:
+    """Shapes, dtypes and logical axes of every parameter, computed without allocating them."""
+    return jax.eval_shape(lambda rng: self._init(rng, dict(input_shapes)), jax.random.key(0))
+
+  def init_params(self, rng: Array, input_shapes: Mapping[str, Tuple[int, ...]]) -> Params:
+    """Freshly initialised parameters (logically boxed)."""
+    return self._init(rng, dict(input_shapes))['params']
+
+  def _init(self, rng: Array, input_shapes: Dict[str, Tuple[int, ...]]) -> Any:
+    batch = {k: jnp.zeros(v, jnp.int32) for k, v in input_shapes.items()}
+    return self.module.init(rng, batch['encoder_input_tokens'], batch['decoder_input_tokens'],
+                            batch['decoder_target_tokens'], enable_dropout=False,
+                            **encoder_features(batch))
+
+  def logits(self, params: Params, batch: Batch, dropout_rng: Optional[Array] = None) -> Array:
+    """Teacher-forced [B, T, V] logits; dropout is on when an rng is given."""
+    rngs = None if dropout_rng is None else {'dropout': dropout_rng}
+    return self.module.apply({'params': params}, batch['encoder_input_tokens'],
+                             batch['decoder_input_tokens'], batch['decoder_target_tokens'],
+                             enable_dropout=dropout_rng is not None, rngs=rngs,
+                             **encoder_features(batch))
+
+  def loss_fn(self, params: Params, batch: Batch,
+              dropout_rng: Optional[Array]) -> Tuple[Array, Dict[str, Array]]:
+    """The training objective and summed metrics of a batch."""
+    weights = batch.get('decoder_loss_weights', batch['decoder_target_tokens'] > 0)
+    return losses.weighted_loss(
+        self.logits(params, batch, dropout_rng), batch['decoder_target_tokens'], weights,
+        z_loss=self.z_loss, label_smoothing=self.label_smoothing,
+        loss_normalizing_factor=self.loss_normalizing_factor)
+
+  def predict_batch(self, params: Params, batch: Batch, max_decode_length: int,
+                    rng: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Decoded [B, L] tokens and their [B] scores."""
+    return self.decoding_method(self.module, params, batch['encoder_input_tokens'],
+                                max_decode_length, rng=rng, **encoder_features(batch))
+
+  def score_batch(self, params: Params, batch: Batch) -> Array:
+    """[B] log-likelihood of each example's targets."""
+    logits = self.logits(params, batch)
+    return scoring.sequence_log_likelihood(logits, batch['decoder_target_tokens'])
+
+  def rank_classify(self, params: Params, batch: Batch, candidates: Array) -> Tuple[Array, Array]:
+    """The best of [C, Lc] candidate targets per example ([B]) and all [B, C] log-likelihoods."""
+    return scoring.rank_classify(self.module, params, batch['encoder_input_tokens'], candidates,
+                                 **encoder_features(batch))
+
+  def tokenize_candidates(self, labels: Sequence[str]) -> np.ndarray:
+    """Verbalizers -> [C, Lc] EOS-terminated, zero-padded target tokens."""
+    encoded = [list(self.vocabulary.encode(label)) + [1] for label in labels]
+    width = max(len(e) for e in encoded)
+    return np.array([e + [0] * (width - len(e)) for e in encoded], np.int32)

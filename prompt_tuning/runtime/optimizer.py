@@ -1,0 +1,90 @@
+"""What trains and how: path regexes pick the trainable parameters; an optax masked optimizer updates them.
+
+The parameter tree is kept as two complementary views of the same structure:
+`trainable` holds the matched arrays and None elsewhere, `frozen` the rest.
+Gradients are taken of `trainable` only, so the frozen weights are closed
+over and never differentiated. The optimizer is an `optax.multi_transform`
+over the whole tree that sends frozen leaves to `set_to_zero`: they get no
+optimizer state at all.
+"""
+
+import re
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import flax
+import jax
+import optax
+
+Params = Any
+Schedule = Union[float, optax.Schedule]
+
+PROMPT_ONLY = (r'encoder/prompt/prompt',)
+ALL_PARAMETERS = (r'.*',)
+
+
+class TrainableParamsError(ValueError):
+  """The trainable-parameter regexes match nothing."""
+
+
+def _is_none(x) -> bool:
+  return x is None
+
+
+def trainable_labels(params: Params, regexes: Sequence[str]) -> Params:
+  """'trainable' or 'frozen' for every leaf, by full-match of any regex on its '/'-joined path."""
+  patterns = [re.compile(r) for r in regexes]
+  flat = flax.traverse_util.flatten_dict(params, sep='/')
+  labels = {path: 'trainable' if any(p.fullmatch(path) for p in patterns) else 'frozen'
+            for path in flat}
+  if 'trainable' not in labels.values():
+    raise TrainableParamsError(f'The trainable regexes {list(regexes)} match no parameter; paths '
+                               f'look like {sorted(flat)[:3]}.')
+  return flax.traverse_util.unflatten_dict(labels, sep='/')
+
+
+def split(params: Params, labels: Params) -> Tuple[Params, Params]:
+  """Two views of `params`: (trainable leaves, None elsewhere) and (frozen leaves, None elsewhere)."""
+  pick = lambda wanted: jax.tree_util.tree_map(lambda p, l: p if l == wanted else None, params,
+                                               labels)
+  return pick('trainable'), pick('frozen')
+
+
+def merge(trainable: Params, frozen: Params) -> Params:
+  """The full parameter tree from its two complementary views."""
+  return jax.tree_util.tree_map(lambda t, f: f if t is None else t, trainable, frozen,
+                                is_leaf=_is_none)
+
+
+def adafactor(learning_rate: Schedule = 0.3, decay_rate: float = 0.8,
+              multiply_by_parameter_scale: bool = False, weight_decay_rate: Optional[float] = 1e-5,
+              clipping_threshold: Optional[float] = 1.0) -> optax.GradientTransformation:
+  """Adafactor with the paper's settings: constant 0.3, decay 0.8, no parameter scaling, wd 1e-5."""
+  # inject_hyperparams keeps the current learning rate in the state, for the summaries.
+  static = ('min_dim_size_to_factor', 'decay_rate', 'decay_offset', 'multiply_by_parameter_scale',
+            'clipping_threshold', 'momentum', 'dtype_momentum', 'weight_decay_rate', 'eps',
+            'factored')
+  return optax.inject_hyperparams(optax.adafactor, static_args=static)(
+      learning_rate=learning_rate, decay_rate=decay_rate,
+      multiply_by_parameter_scale=multiply_by_parameter_scale,
+      weight_decay_rate=weight_decay_rate, clipping_threshold=clipping_threshold)
+
+
+def warmup_then_decay(peak_value: float, warmup_steps: int = 0, decay_steps: int = 0,
+                      end_value: float = 0.0) -> optax.Schedule:
+  """Linear warm-up, then cosine decay (0 decay steps keeps the peak): optax's own schedules."""
+  if not decay_steps:
+    return optax.join_schedules([optax.linear_schedule(0.0, peak_value, warmup_steps),
+                                 optax.constant_schedule(peak_value)], [warmup_steps])
+  return optax.warmup_cosine_decay_schedule(0.0, peak_value, warmup_steps,
+                                            warmup_steps + decay_steps, end_value)
+
+
+def masked(base: optax.GradientTransformation, labels: Params) -> optax.GradientTransformation:
+  """`base` on the trainable leaves; frozen leaves get no update and no state."""
+  return optax.multi_transform({'trainable': base, 'frozen': optax.set_to_zero()}, labels)
+
+
+def current_learning_rate(opt_state: optax.OptState) -> Optional[jax.Array]:
+  """The learning rate of the last update, as recorded by `optax.inject_hyperparams`."""
+  hyperparams = optax.tree_utils.tree_get(opt_state, 'hyperparams')
+  return None if hyperparams is None else hyperparams['learning_rate']

@@ -1,0 +1,90 @@
+"""The train state and the train step, jitted once with explicit shardings.
+
+The frozen parameters are an argument of the step, never differentiated and
+never donated; only the trainable view, its optimizer state, the step and
+the RNG make up the state that changes and is checkpointed.
+"""
+
+from typing import Any, Dict, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from prompt_tuning.runtime import optimizer as optim
+from prompt_tuning.runtime import partitioning
+from prompt_tuning.runtime.model import EncoderDecoderModel
+
+Array = jax.Array
+Params = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What changes during training.
+
+  Attributes:
+    step: scalar int32, the number of updates applied.
+    trainable: the parameter tree with trainable leaves and None elsewhere.
+    opt_state: the masked optimizer's state (nothing for frozen leaves).
+    rng: raw uint32 key data `[2]`, for dropout.
+  """
+  step: Array
+  trainable: Params
+  opt_state: optax.OptState
+  rng: Array
+
+
+class Trainer:
+  """Builds the train state and the jitted train step for one model, optimizer and mesh."""
+
+  def __init__(self, model: EncoderDecoderModel, labels: Params, param_shardings: Params,
+               mesh: Mesh, partitioner: partitioning.Partitioner):
+    self.model = model
+    self.mesh = mesh
+    self.partitioner = partitioner
+    self.tx = optim.masked(model.optimizer, labels)
+    self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
+    self._replicated = partitioning.replicated(mesh)
+
+  def create_state(self, trainable: Params, seed: int) -> TrainState:
+    """A step-0 state around loaded or initialised trainable parameters.
+
+    Jitted, so the optimizer state is laid out like the parameters it
+    tracks; the result's shardings are the state's shardings from then on.
+    """
+
+    def create(trainable):
+      return TrainState(step=jnp.array(0, jnp.int32), trainable=trainable,
+                        opt_state=self.tx.init(trainable),
+                        rng=jax.random.key_data(jax.random.key(seed)))
+
+    return jax.jit(create, in_shardings=(self.trainable_shardings,))(trainable)
+
+  def train_step(self, state: TrainState, frozen: Params,
+                 batch: Dict[str, Array]) -> Tuple[TrainState, Dict[str, Array]]:
+    """One update of the trainable parameters. Frozen weights are closed over, not differentiated."""
+    rng, dropout_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
+
+    def loss_of_trainable(trainable):
+      return self.model.loss_fn(optim.merge(trainable, frozen), batch, dropout_rng)
+
+    (_, metrics), grads = jax.value_and_grad(loss_of_trainable, has_aux=True)(state.trainable)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.trainable)
+    trainable = optax.apply_updates(state.trainable, updates)
+    learning_rate = optim.current_learning_rate(opt_state)
+    if learning_rate is not None:
+      metrics['learning_rate'] = learning_rate
+    new_state = TrainState(step=state.step + 1, trainable=trainable, opt_state=opt_state,
+                           rng=jax.random.key_data(rng))
+    return new_state, metrics
+
+  def jit_train_step(self, state_shardings: TrainState):
+    """The train step compiled once, with explicit in/out shardings and the state donated."""
+    batch_sharding = partitioning.data_sharding(self.mesh)
+    return jax.jit(self.train_step,
+                   in_shardings=(state_shardings, self.frozen_shardings, batch_sharding),
+                   out_shardings=(state_shardings, self._replicated),
+                   donate_argnums=(0,))
