@@ -70,6 +70,9 @@ def run(main: Callable[[], None]) -> None:
   def absl_main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if not FLAGS['verbosity'].present:
+      # The console shows progress lines; --verbosity=0 brings back every INFO log line.
+      logging.set_verbosity(logging.WARNING)
     try:
       main()
     except USER_ERRORS as e:
@@ -79,6 +82,4 @@ def run(main: Callable[[], None]) -> None:
       sys.exit(2)
 
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  # The console shows the progress lines; pass --verbosity=0 for every INFO log line.
-  flags.FLAGS.set_default('verbosity', logging.WARNING)
   app.run(absl_main, argv=rewrite_gin_args(sys.argv))

@@ -58,6 +58,9 @@ def _register() -> None:
       (seqio.SentencePieceVocabulary, 'seqio'), (seqio.ByteVocabulary, 'seqio'),
       (seqio.PassThroughVocabulary, 'seqio'),
   ]
+  from prompt_tuning.demo import frozen_model, tasks  # pylint: disable=g-import-not-at-top
+  configurables += [(frozen_model.frozen_model_checkpoint, 'demo'),
+                    (tasks.vocabulary_file, 'demo')]
   for fn_or_cls, module in configurables:
     gin.external_configurable(fn_or_cls, module=module)
   gin.constant('jnp.float32', jnp.float32)
