@@ -3,7 +3,7 @@
 `shape` is `[P, H]` for one prompt or `[K, P, H]` for a bank of K prompts;
 vocabulary-based initializers take the frozen model's embedding table `[V, H]`
 as a concrete array (the runtime reads it from the checkpoint). No I/O here
-except `from_npy`, which reads the one file it is given.
+except `from_npy`, which reads the one file it is given through `checkpoints`.
 """
 
 from typing import Callable, Protocol, Sequence
@@ -11,6 +11,8 @@ from typing import Callable, Protocol, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from prompt_tuning import checkpoints
 
 Initializer = Callable[..., jax.Array]
 
@@ -113,13 +115,8 @@ def from_array(value: np.ndarray, source: str = 'array') -> Initializer:
 
 
 def from_npy(path: str) -> Initializer:
-  """The prompt stored in a `.npy` file (e.g. `encoder.prompt.prompt.npy` or a released prompt)."""
-  try:
-    with open(path, 'rb') as f:
-      value = np.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f'Cannot read prompt file {path}: {e}') from None
-  return from_array(value, source=f'prompt file {path}')
+  """The prompt stored in a `.npy` file, local or `gs://` (e.g. `encoder.prompt.prompt.npy`)."""
+  return from_array(checkpoints.read_prompt(path), source=f'prompt file {path}')
 
 
 def _check_width(rows: np.ndarray, width: int, what: str) -> None:
