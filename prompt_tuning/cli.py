@@ -23,6 +23,8 @@ flags.DEFINE_bool('multiprocess_gpu', False, 'As --multiprocess (T5X name).')
 flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0, for --multiprocess.')
 flags.DEFINE_integer('process_count', None, 'Number of processes, for --multiprocess.')
 flags.DEFINE_integer('process_index', None, 'This process, for --multiprocess.')
+flags.DEFINE_bool('dry_run', False, 'Parse the gin files and bindings, check the required macros, '
+                  'print the resulting config and stop: nothing is read, trained or written.')
 
 FLAGS = flags.FLAGS
 
@@ -54,14 +56,22 @@ def initialize_distributed() -> None:
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def parse_gin(required_macros: Sequence[str]) -> None:
-  """Parses --gin_file and the bindings, then checks that the required macros are set."""
+def parse_gin(required_macros: Sequence[str]) -> bool:
+  """Parses --gin_file and the bindings, then checks that the required macros are set.
+
+  Returns whether to go on: with --dry_run it prints the config and returns False.
+  """
   from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
   if FLAGS.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
     seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
   gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
   gin_config.require_macros(required_macros)
+  if FLAGS.dry_run:
+    import gin  # pylint: disable=g-import-not-at-top
+    print(gin.config_str())
+    return False
+  return True
 
 
 def run(main: Callable[[], None]) -> None:

@@ -35,7 +35,8 @@ def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, o
 
 def main() -> None:
   cli.initialize_distributed()
-  cli.parse_gin(REQUIRED_MACROS)
+  if not cli.parse_gin(REQUIRED_MACROS):
+    return
   for task, metrics in evaluate().items():
     print(f'{task}: ' + ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()
                                   if isinstance(v, float)))

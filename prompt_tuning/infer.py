@@ -40,7 +40,8 @@ def infer(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, mode
 
 def main() -> None:
   cli.initialize_distributed()
-  cli.parse_gin(REQUIRED_MACROS)
+  if not cli.parse_gin(REQUIRED_MACROS):
+    return
   infer()
 
 

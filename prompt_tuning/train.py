@@ -45,7 +45,8 @@ def train(*, model: EncoderDecoderModel, train_dataset_cfg: inputs.DatasetConfig
 
 def main() -> None:
   cli.initialize_distributed()
-  cli.parse_gin(REQUIRED_MACROS)
+  if not cli.parse_gin(REQUIRED_MACROS):
+    return
   result = train()
   for task, metrics in result.eval_metrics.items():
     print(f'final eval {task}: ' + ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()

@@ -10,6 +10,7 @@ Metrics go to TensorBoard and JSON, predictions to JSONL, all under
 """
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -51,9 +52,31 @@ class EvalConfig:
       raise EvaluationError(f'Unknown eval mode {self.mode!r}; expected one of {MODES}.')
 
 
-def _label_strings(task_name: str) -> Optional[Sequence[str]]:
+def candidate_tokens(task_name: str) -> np.ndarray:
+  """A classification task's verbalizers as [C, Lc] target tokens (EOS-ended, 0-padded).
+
+  They come from the task's registration in `prompt_tuning.data`, sentinel
+  included for the `_sentinel` tasks.
+  """
   from prompt_tuning import data  # pylint: disable=g-import-not-at-top
-  return data.get_label_strings(task_name)
+  try:
+    labels = data.get_label_token_ids(task_name)
+  except data.DataError:
+    labels = None
+  if not labels:
+    raise EvaluationError(f"Task {task_name} has no verbalizers, so eval mode 'rank' cannot "
+                          "score it; use mode 'generate'.")
+  width = max(len(label) for label in labels)
+  return np.array([label + [0] * (width - len(label)) for label in labels], np.int32)
+
+
+def super_glue_average(all_metrics: Dict[str, Dict[str, Any]]) -> Optional[float]:
+  """The SuperGLUE score when the evaluated tasks are SuperGLUE's, else None."""
+  names = [n for n in all_metrics if 'super_glue' in n and not ('_axb_' in n or '_axg_' in n)]
+  if len(names) < 2:
+    return None
+  from prompt_tuning import data  # pylint: disable=g-import-not-at-top
+  return float(data.super_glue_average({n: all_metrics[n] for n in names}))
 
 
 def _batches(dataset: tf.data.Dataset, batch_size: int):
@@ -88,11 +111,7 @@ class Evaluator:
         raise EvaluationError(f'Task {task.name} has no split {dataset.split!r}; it has '
                               f'{sorted(task.splits)}.')
       if config.mode == 'rank':
-        labels = _label_strings(task.name)
-        if not labels:
-          raise EvaluationError(f"Task {task.name} has no verbalizers, so eval mode 'rank' cannot "
-                                "score it; use mode 'generate'.")
-        self._candidates[task.name] = model.tokenize_candidates(labels)
+        self._candidates[task.name] = candidate_tokens(task.name)
       self._evaluators[task.name] = seqio.Evaluator(
           task.name, inputs.feature_converter(), eval_split=dataset.split,
           use_cached=dataset.use_cached, seed=dataset.seed,
@@ -121,7 +140,9 @@ class Evaluator:
         else:
           tokens, _ = self._predict(params, batch, jax.random.fold_in(rng, step))
         tokens = np.asarray(tokens)
-        results += [(int(i), until_eos(t)) for i, t in zip(indices[:count], tokens[:count])]
+        # Whole rows, as T5X returns them: seqio's metrics stack them into one array, and the
+        # vocabulary's `decode` stops at EOS.
+        results += [(int(i), t.tolist()) for i, t in zip(indices[:count], tokens[:count])]
       return results
 
     return predict
@@ -137,7 +158,23 @@ class Evaluator:
         metrics = future.result()[task_name]
         all_metrics[task_name] = {k: _plain(v) for k, v in metrics.items()}
         self._write_sample(task_name, evaluator, step)
+    average = super_glue_average(all_metrics)
+    if average is not None:
+      all_metrics['super_glue_average'] = {'score': average}
+      self._write_average(average, step)
     return all_metrics
+
+  def _write_average(self, average: float, step: int) -> None:
+    """The SuperGLUE score as a TensorBoard scalar and a JSON line, beside the task metrics."""
+    if jax.process_index() != 0:
+      return
+    directory = os.path.join(self.log_dir, 'super_glue_average')
+    writer = metric_writers.create_default_writer(directory, asynchronous=False)
+    writer.write_scalars(step, {'super_glue_average/score': average})
+    writer.close()
+    with tf.io.gfile.GFile(os.path.join(self.log_dir, 'super_glue_average-metrics.jsonl'),
+                           'a') as f:
+      f.write(json.dumps({'step': step, 'score': average}) + '\n')
 
   def _write_sample(self, task_name: str, evaluator: seqio.Evaluator, step: int) -> None:
     """A few predictions next to their inputs and targets, as TensorBoard text."""
@@ -153,12 +190,6 @@ class Evaluator:
                                                   asynchronous=False)
     writer.write_texts(step, {'predictions_sample': table})
     writer.close()
-
-
-def until_eos(tokens: np.ndarray, eos_id: int = 1) -> List[int]:
-  """Decoded ids up to (not including) EOS, as seqio's vocabularies expect."""
-  tokens = list(tokens)
-  return tokens[:tokens.index(eos_id)] if eos_id in tokens else [t for t in tokens if t]
 
 
 def _plain(value: Any) -> Any:

@@ -6,12 +6,11 @@ that SeqIO's `EncDecFeatureConverter` makes, plus an optional `prompt_index`.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import seqio
 
@@ -96,9 +95,3 @@ class EncoderDecoderModel:
     """The best of [C, Lc] candidate targets per example ([B]) and all [B, C] log-likelihoods."""
     return scoring.rank_classify(self.module, params, batch['encoder_input_tokens'], candidates,
                                  **encoder_features(batch))
-
-  def tokenize_candidates(self, labels: Sequence[str]) -> np.ndarray:
-    """Verbalizers -> [C, Lc] EOS-terminated, zero-padded target tokens."""
-    encoded = [list(self.vocabulary.encode(label)) + [1] for label in labels]
-    width = max(len(e) for e in encoded)
-    return np.array([e + [0] * (width - len(e)) for e in encoded], np.int32)
