@@ -5,7 +5,6 @@ import pathlib
 
 import flax.linen as nn
 import jax
-import numpy as np
 import pytest
 
 from prompt_tuning import data

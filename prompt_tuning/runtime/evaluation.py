@@ -12,7 +12,7 @@ Metrics go to TensorBoard and JSON, predictions to JSONL, all under
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import numpy as np
