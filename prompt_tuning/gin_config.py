@@ -5,8 +5,10 @@ Names follow T5X where T5X users will look for them (`models.EncoderDecoderModel
 `utils.DatasetConfig`, `partitioning.Partitioner`, `seqio.SentencePieceVocabulary`).
 """
 
+import logging
 import os
 import pathlib
+import re
 from typing import List, Optional, Sequence
 
 import gin
@@ -41,6 +43,18 @@ def read_embedding(checkpoint_path: Optional[str] = None,
   return np.asarray(checkpoints.open_checkpoint(checkpoint_path).read('token_embedder/embedding'))
 
 
+@gin.configurable('configure_sources', module='data')
+def configure_data_sources(source: str = 'tfds', data_dir: Optional[str] = None) -> None:
+  """Where the `prompt_tuning.data` tasks read examples (DATA_SOURCE, DATA_DIR in the runs files).
+
+  See `prompt_tuning.data.configure_sources`. The data package is imported only
+  when the default (TFDS in its default data dir) is changed.
+  """
+  if (source, data_dir) != ('tfds', None):
+    from prompt_tuning import data  # pylint: disable=g-import-not-at-top
+    data.configure_sources(source, data_dir)
+
+
 def _register() -> None:
   configurables = [
       (t5.T5Config, 't5'), (t5.Transformer, 't5'), (t5.config_for_size, 't5'),
@@ -70,22 +84,57 @@ def _register() -> None:
 _register()
 
 
+class _QuietSearchMisses(logging.Filter):
+  """Drops gin's "Path not found" log line, written for every search path that misses a file.
+
+  A file is looked for under several folders (the working directory first), so
+  misses are normal; a file found nowhere is still reported by `parse`.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.module == 'resource_reader' and str(record.msg).startswith('Path not found'))
+
+
+logging.getLogger().addFilter(_QuietSearchMisses())
+
+
 def default_search_paths() -> List[str]:
   """Folders holding `gin/` and `configs/`: inside the installed package, or the repository root."""
   roots = [PACKAGE_DIR, PACKAGE_DIR.parent]
   return [str(root) for root in roots if (root / 'gin').is_dir()]
 
 
+def _missing_macro_error(name: str) -> GinConfigError:
+  return GinConfigError(f'Missing required gin macro {name}: set it in a gin file or pass '
+                        f'--gin.{name}=... on the command line.')
+
+
+# gin.finalize's words for a macro left at %gin.REQUIRED, and for a macro used but never set.
+_MISSING_MACRO = re.compile(r"(\w+)/macro\.value set to `%gin\.REQUIRED`|"
+                            r"No bindings specified for '(\w+)/gin\.macro'")
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Sequence[str] = ()) -> None:
-  """Parses files (later ones override earlier) then bindings, with `gin/` and `configs/` on the path."""
+  """Parses files (later ones override earlier), then bindings, finding `gin/` and `configs/` files.
+
+  Then applies the data source settings (`data.configure_sources`), so that they
+  are in force before any dataset is built.
+  """
   for path in [os.getcwd(), *default_search_paths(), *search_paths]:
     gin.add_config_file_search_path(path)
   try:
     gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+    gin.finalize()
   except (IOError, ValueError, SyntaxError) as e:
+    missing = _MISSING_MACRO.match(str(e))
+    if missing:
+      raise _missing_macro_error(missing.group(1) or missing.group(2)) from None
     raise GinConfigError(f'gin: {str(e).splitlines()[0]}') from None
-  gin.finalize()
+  try:
+    configure_data_sources()
+  except ValueError as e:
+    raise GinConfigError(f'DATA_SOURCE/DATA_DIR: {str(e).splitlines()[0]}') from None
 
 
 def require_macros(names: Sequence[str]) -> None:
@@ -96,5 +145,4 @@ def require_macros(names: Sequence[str]) -> None:
     except ValueError:
       value = gin.REQUIRED
     if value is gin.REQUIRED or getattr(value, 'selector', None) == 'gin.REQUIRED':
-      raise GinConfigError(f'Missing required gin macro {name}: set it in a gin file or pass '
-                           f'--gin.{name}=... on the command line.')
+      raise _missing_macro_error(name)
