@@ -335,12 +335,7 @@ def test_super_glue_prompts_start_from_the_tasks_class_labels(task, train_argume
       'the other rows are not rows of the embedding table')
 
 
-@pytest.mark.parametrize('length', [
-    pytest.param(1, marks=pytest.mark.xfail(
-        strict=True, raises=prompts.PromptShapeError,
-        reason="prompts.class_labels refuses more labels than prompt rows; the paper's code "
-        'keeps the first P labels')),
-    5, 20, 100, 150])
+@pytest.mark.parametrize('length', [1, 5, 20, 100, 150])
 def test_prompt_length_overlays_set_the_length_of_a_class_label_prompt(length, train_arguments):
   args = train_arguments([RTE, f'configs/ablations/prompt_length_{length}.gin'])
   assert args['model'].module.prompt_config.length == length

@@ -47,6 +47,13 @@ def test_class_label_rows_are_the_mean_of_their_sub_token_embeddings(vocabulary,
   assert np.abs(value[2:]).max() <= 0.5  # the rest comes from the fallback
 
 
+def test_class_labels_beyond_the_prompt_length_keep_the_first_ones(vocabulary, embedding):
+  value = np.asarray(prompts.class_labels(embedding, vocabulary, ['yes', 'no', 'maybe'],
+                                          prompts.random_uniform())(jax.random.key(0), (2, 4)))
+  expected = [embedding[vocabulary.encode(label)].mean(axis=0) for label in ('yes', 'no')]
+  np.testing.assert_allclose(value, np.stack(expected), rtol=1e-6)
+
+
 def test_string_initialisation_uses_its_token_embeddings_then_the_fallback(vocabulary, embedding):
   text = 'Is the second sentence implied by the first?'
   tokens = vocabulary.encode(text)

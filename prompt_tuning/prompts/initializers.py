@@ -11,6 +11,7 @@ from typing import Callable, Protocol, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from prompt_tuning import checkpoints
 
@@ -65,15 +66,23 @@ def sampled_vocab(embedding: np.ndarray, population_size: int = 5000) -> Initial
   return _each_prompt(init_one)
 
 
-def _fill_rows(rows: np.ndarray, fallback: Initializer, what: str) -> Initializer:
-  """The given `[N, H]` rows first, then `fallback` for the remaining P - N rows."""
+def _fill_rows(rows: np.ndarray, fallback: Initializer, what: str,
+               keep_first: bool = False) -> Initializer:
+  """The given `[N, H]` rows first, then `fallback` for the remaining P - N rows.
+
+  More rows than P is an error, or with `keep_first` only the first P are used.
+  """
 
   def init_one(rng: jax.Array, shape: tuple, dtype) -> jax.Array:
+    nonlocal rows
     length, width = shape
     _check_width(rows, width, what)
     if rows.shape[0] > length:
-      raise PromptShapeError(
-          f'{what} needs {rows.shape[0]} prompt rows but the prompt length is {length}.')
+      if not keep_first:
+        raise PromptShapeError(
+            f'{what} needs {rows.shape[0]} prompt rows but the prompt length is {length}.')
+      logging.warning('%s: only the first %d fit in a prompt of length %d.', what, length, length)
+      rows = rows[:length]
     rest = fallback(rng, (length - rows.shape[0], width), dtype)
     return jnp.concatenate([jnp.asarray(rows, dtype), rest], axis=0)
 
@@ -82,7 +91,10 @@ def _fill_rows(rows: np.ndarray, fallback: Initializer, what: str) -> Initialize
 
 def class_labels(embedding: np.ndarray, vocabulary: Tokenizer, labels: Sequence[str],
                  fallback: Initializer) -> Initializer:
-  """Row i is the mean embedding of label i's sub-tokens; the other rows come from `fallback`."""
+  """Row i is the mean embedding of label i's sub-tokens; the other rows come from `fallback`.
+
+  With more labels than prompt rows, the first P labels are used (as in the paper's code).
+  """
   embedding = np.asarray(embedding)
   rows = []
   for label in labels:
@@ -90,7 +102,7 @@ def class_labels(embedding: np.ndarray, vocabulary: Tokenizer, labels: Sequence[
     if not tokens:
       raise ValueError(f'Class label {label!r} tokenizes to no tokens.')
     rows.append(embedding[tokens].mean(axis=0))
-  return _fill_rows(np.stack(rows), fallback, f'class labels {list(labels)}')
+  return _fill_rows(np.stack(rows), fallback, f'class labels {list(labels)}', keep_first=True)
 
 
 def from_string(embedding: np.ndarray, vocabulary: Tokenizer, text: str,
