@@ -21,7 +21,7 @@ import seqio
 from flax import linen as nn
 from flax import traverse_util
 
-from prompt_tuning import cli, data, gin_config, prompts
+from prompt_tuning import cli, data, gin_config
 from prompt_tuning import eval as eval_script
 from prompt_tuning import infer as infer_script
 from prompt_tuning import train as train_script
