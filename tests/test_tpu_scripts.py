@@ -409,7 +409,8 @@ def test_the_readme_pod_slice_example_prints_its_whole_life_cycle(fakes):
   for words in (train, evaluate):
     assert "--gin.MODEL_DIR='gs://my-bucket/prompt_tuning/rte_base'" in words
     assert '--multiprocess' in words
-    assert "--gin.MIXTURE_OR_TASK_NAME='super_glue_rte_v102'" in words
+  assert '--gin_file=configs/super_glue/rte.gin' in train
+  assert "--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rte_v102'" in evaluate
   assert all('--worker=all' in c for c in commands[1:5] + commands[6:9])
 
 
