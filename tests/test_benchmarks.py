@@ -1,0 +1,70 @@
+"""The train-step benchmark runs end to end on a tiny model, and its FLOP formula is exact."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'train_step.py'
+# One core keeps torch's OpenMP threads from stalling on a busy machine; one step per round.
+TINY = ['--config=tiny', '--batch_size=2', '--inputs_length=6', '--prompt_length=3',
+        '--targets_length=4', '--warmup_steps=1', '--rounds=1', '--steps_per_round=1',
+        '--matmul_size=64', '--matmul_reps=1', '--threads=1']
+ROWS = ('step time, median (ms)', 'achieved GFLOP/s', 'fraction of the jnp float32 matmul rate',
+        'ru_maxrss', 'peak RSS during timed steps', 'XLA memory analysis', 'speed-up (peer / ours)',
+        'float32 matmul', 'model: 2 x forward', "dot_general in the step's jaxpr",
+        'XLA cost_analysis')
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  path = tmp_path_factory.mktemp('benchmark') / 'results.json'
+  done = subprocess.run([sys.executable, str(SCRIPT), *TINY, f'--json={path}'],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return done.stdout, json.loads(path.read_text())
+
+
+def test_the_table_shows_every_figure(tiny_run):
+  table, _ = tiny_run
+  missing = [row for row in ROWS if row not in table]
+  assert not missing, f'rows missing from the table: {missing}\n{table}'
+
+
+def test_every_measured_figure_is_a_positive_number(tiny_run):
+  _, results = tiny_run
+  figures = {'speed_up': results['median']['speed_up'],
+             'jnp matmul rate': results['matmul']['jnp']['flop_per_s'],
+             'torch matmul rate': results['matmul']['torch']['flop_per_s']}
+  for name in ('ours', 'peer'):
+    for key in ('median_step_s', 'best_step_s', 'model_flop_per_s', 'fraction_of_matmul_rate_best',
+                'ru_maxrss_mib', 'rss_ready_mib'):
+      figures[f'{name}.{key}'] = results[name][key]
+  figures['ours.xla temp'] = results['ours']['xla_memory_mib']['temp']
+  figures['peer.saved activations'] = results['peer']['saved_activations_mib']
+  bad = {k: v for k, v in figures.items()
+         if not (isinstance(v, float) and math.isfinite(v) and v > 0)}
+  assert not bad, bad
+
+
+def test_the_flop_formula_counts_exactly_the_matmuls_jax_traces(tiny_run):
+  _, results = tiny_run
+  flops = results['flops']
+  assert flops['exact'] == flops['jaxpr_matmuls']
+
+
+def test_xla_counts_at_least_the_matmuls(tiny_run):
+  _, results = tiny_run
+  assert results['flops']['xla_cost_analysis'] >= results['flops']['exact']
+
+
+def test_more_cores_than_allowed_is_a_one_line_error():
+  done = subprocess.run([sys.executable, str(SCRIPT), '--threads=4096'], capture_output=True,
+                        text=True, timeout=60)
+  assert done.returncode != 0
+  assert done.stderr.strip().splitlines() == [
+      f'--threads=4096, but this process may use only {len(os.sched_getaffinity(0))} cores.']
