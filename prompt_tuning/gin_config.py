@@ -17,7 +17,9 @@ import numpy as np
 import optax
 import seqio
 
-from prompt_tuning import checkpoints, decoding, prompts
+# `commands` registers train_script.train, eval_script.evaluate and infer_script.infer, so a
+# recipe may bind more than the running command uses.
+from prompt_tuning import checkpoints, commands, decoding, prompts  # pylint: disable=unused-import
 from prompt_tuning.models import prompted, t5
 from prompt_tuning.runtime import checkpointing, evaluation, inputs, model, optimizer, partitioning
 
@@ -72,9 +74,6 @@ def _register() -> None:
       (seqio.SentencePieceVocabulary, 'seqio'), (seqio.ByteVocabulary, 'seqio'),
       (seqio.PassThroughVocabulary, 'seqio'),
   ]
-  from prompt_tuning.demo import frozen_model, tasks  # pylint: disable=g-import-not-at-top
-  configurables += [(frozen_model.frozen_model_checkpoint, 'demo'),
-                    (tasks.vocabulary_file, 'demo')]
   for fn_or_cls, module in configurables:
     gin.external_configurable(fn_or_cls, module=module)
   gin.constant('jnp.float32', jnp.float32)

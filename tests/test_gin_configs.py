@@ -21,15 +21,13 @@ import seqio
 from flax import linen as nn
 from flax import traverse_util
 
-from prompt_tuning import cli, data, gin_config
-from prompt_tuning import eval as eval_script
-from prompt_tuning import infer as infer_script
-from prompt_tuning import train as train_script
+from prompt_tuning import cli, commands, data, gin_config
 from prompt_tuning.models import t5
 from prompt_tuning.runtime import optimizer, train_loop
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = {'train': train_script, 'eval': eval_script, 'infer': infer_script}
+REQUIRED_MACROS = {'train': commands.TRAIN_MACROS, 'eval': commands.EVAL_MACROS,
+                   'infer': commands.INFER_MACROS}
 
 GENERIC_MODEL = 'gin/models/t5_1_1_prompt.gin'
 TINY_MODEL = (GENERIC_MODEL, 'gin/models/sizes/tiny.gin')
@@ -113,7 +111,7 @@ def parse_command(argv: Sequence[str]) -> str:
     {'--gin_file': files, '--gin_bindings': bindings}[flag].append(value)
   gin.clear_config()
   gin_config.parse(files, bindings)
-  gin_config.require_macros(SCRIPTS[script].REQUIRED_MACROS)
+  gin_config.require_macros(REQUIRED_MACROS[script])
   return script
 
 
@@ -270,7 +268,7 @@ def train_arguments(monkeypatch, embedding):
     monkeypatch.setattr(train_loop, 'train', lambda **kwargs: recorded.update(kwargs))
     _parse((*BASE_NAMES_TINY_SHAPE, *gin_files),
            {**OFFLINE_MACROS, 'EMBEDDING_FILE': repr(embedding[1]), **macros})
-    train_script.train()
+    commands.train()
     return recorded
 
   return build
