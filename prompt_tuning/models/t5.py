@@ -81,6 +81,17 @@ def _layer_stack(layer_cls, config: T5Config, num_layers: int, name: str, decode
   return scanned(config, name=name)
 
 
+def _norm(c: T5Config, name: Optional[str] = None) -> layers.RMSNorm:
+  return layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype, name=name)
+
+
+def _relpos_bias(c: T5Config) -> layers.RelativePositionBiases:
+  """The stack's one relative position bias table, shared by all its layers."""
+  return layers.RelativePositionBiases(c.relative_attention_num_buckets,
+                                       c.relative_attention_max_distance, c.num_heads, c.dtype,
+                                       c.param_dtype)
+
+
 def _run_stack(stack, x: Array, *args) -> Array:
   """Runs a list of layers, or one scanned layer, over x."""
   if isinstance(stack, (list, tuple)):
@@ -100,12 +111,11 @@ class EncoderLayer(nn.Module):
     """x [B, L, H], mask [B, 1, L, L], bias [1, heads, L, L] -> ([B, L, H], None)."""
     c = self.config
     dropout = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))
-    norm = lambda name: layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype, name=name)
-    h = norm('pre_attention_layer_norm')(x)
+    h = _norm(c, 'pre_attention_layer_norm')(x)
     h = layers.MultiHeadAttention(c.num_heads, c.head_dim, c.dropout_rate, c.dtype, c.param_dtype,
                                   name='attention')(h, h, mask, bias, deterministic)
     x = x + dropout(h, deterministic=deterministic)
-    h = norm('pre_mlp_layer_norm')(x)
+    h = _norm(c, 'pre_mlp_layer_norm')(x)
     h = layers.MlpBlock(c.mlp_dim, c.dropout_rate, c.dtype, c.param_dtype, name='mlp')(h, deterministic)
     x = x + dropout(h, deterministic=deterministic)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed')), None
@@ -121,16 +131,15 @@ class DecoderLayer(nn.Module):
     """x [B, T, H] over encoded [B, L, H] -> ([B, T, H], None)."""
     c = self.config
     dropout = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))
-    norm = lambda name: layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype, name=name)
     attention = lambda name: layers.MultiHeadAttention(
         c.num_heads, c.head_dim, c.dropout_rate, c.dtype, c.param_dtype, name=name)
-    h = norm('pre_self_attention_layer_norm')(x)
+    h = _norm(c, 'pre_self_attention_layer_norm')(x)
     h = attention('self_attention')(h, h, decoder_mask, bias, deterministic, decode=decode)
     x = x + dropout(h, deterministic=deterministic)
-    h = norm('pre_cross_attention_layer_norm')(x)
+    h = _norm(c, 'pre_cross_attention_layer_norm')(x)
     h = attention('encoder_decoder_attention')(h, encoded, encoder_decoder_mask, None, deterministic)
     x = x + dropout(h, deterministic=deterministic)
-    h = norm('pre_mlp_layer_norm')(x)
+    h = _norm(c, 'pre_mlp_layer_norm')(x)
     h = layers.MlpBlock(c.mlp_dim, c.dropout_rate, c.dtype, c.param_dtype, name='mlp')(h, deterministic)
     x = x + dropout(h, deterministic=deterministic)
     return nn.with_logical_constraint(x, ('batch', 'length', 'embed')), None
@@ -143,11 +152,9 @@ class Encoder(nn.Module):
 
   def setup(self):
     c = self.config
-    self.relpos_bias = layers.RelativePositionBiases(
-        c.relative_attention_num_buckets, c.relative_attention_max_distance, c.num_heads, c.dtype,
-        c.param_dtype)
+    self.relpos_bias = _relpos_bias(c)
     self.layers = _layer_stack(EncoderLayer, c, c.num_encoder_layers, 'layers', decode_cache=False)
-    self.encoder_norm = layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype)
+    self.encoder_norm = _norm(c)
     self.dropout = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))
 
   def embed_inputs(self, encoder_input_tokens: Array, **features: Array):
@@ -181,11 +188,9 @@ class Decoder(nn.Module):
 
   def setup(self):
     c = self.config
-    self.relpos_bias = layers.RelativePositionBiases(
-        c.relative_attention_num_buckets, c.relative_attention_max_distance, c.num_heads, c.dtype,
-        c.param_dtype)
+    self.relpos_bias = _relpos_bias(c)
     self.layers = _layer_stack(DecoderLayer, c, c.num_decoder_layers, 'layers', decode_cache=True)
-    self.decoder_norm = layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype)
+    self.decoder_norm = _norm(c)
     self.dropout = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))
     self.logits_dense = layers.dense(c.vocab_size, ('embed', 'vocab'), c.dtype, c.param_dtype,
                                      'logits_dense')
