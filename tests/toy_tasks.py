@@ -1,4 +1,4 @@
-"""Small learnable SeqIO tasks over pre-tokenized ids, for runtime tests (no vocabulary files)."""
+"""Small SeqIO tasks for runtime tests, with no vocabulary files: pre-tokenized ids, and bytes."""
 
 import numpy as np
 import seqio
@@ -36,7 +36,8 @@ def register_parity_task(name: str = 'toy_parity', num_train: int = 512, num_val
               'targets': seqio.Feature(vocabulary, add_eos=True, dtype=tf.int32)}
 
   def exact_match(targets, predictions):
-    return {'accuracy': 100 * float(np.mean([list(t) == list(p) for t, p in zip(targets, predictions)]))}
+    matches = [list(t) == list(p) for t, p in zip(targets, predictions)]
+    return {'accuracy': 100 * float(np.mean(matches))}
 
   return seqio.TaskRegistry.add(
       name, source=seqio.FunctionDataSource(dataset_fn, splits=list(sizes),
@@ -45,4 +46,28 @@ def register_parity_task(name: str = 'toy_parity', num_train: int = 512, num_val
       metric_fns=[exact_match])
 
 
-register_parity_task()  # importing this module (MIXTURE_OR_TASK_MODULE) registers the task
+def register_reverse_task(name: str = 'toy_reverse'):
+  """Registers (once) a text task over bytes (`seqio.ByteVocabulary`): reverse a short word.
+
+  For what needs raw text, such as inference on a file of input lines.
+  """
+  if name in seqio.TaskRegistry.names():
+    return seqio.get_mixture_or_task(name)
+  words = {'train': ['prompt', 'tuning', 'frozen', 'model'], 'validation': ['soft', 'token']}
+
+  def dataset_fn(split, shuffle_files, seed=None):
+    del shuffle_files, seed
+    return tf.data.Dataset.from_tensor_slices({'inputs': words[split],
+                                               'targets': [w[::-1] for w in words[split]]})
+
+  vocabulary = seqio.ByteVocabulary()
+  features = {'inputs': seqio.Feature(vocabulary), 'targets': seqio.Feature(vocabulary)}
+  return seqio.TaskRegistry.add(
+      name, source=seqio.FunctionDataSource(dataset_fn, splits=list(words)),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features=features)
+
+
+# Importing this module (MIXTURE_OR_TASK_MODULE) registers the tasks.
+register_parity_task()
+register_reverse_task()

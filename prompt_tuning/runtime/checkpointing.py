@@ -14,8 +14,6 @@ of T5X prompt tuning's released prompts.
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from typing import Any, Optional, Tuple
 
 import flax
@@ -23,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from prompt_tuning import checkpoints
 from prompt_tuning.runtime.trainer import TrainState
 
 Params = Any
@@ -105,22 +104,13 @@ class Checkpointer:
 
 
 def export_numpy(trainable: Params, directory: str) -> None:
-  """Writes each fully replicated trainable array as `<path with dots>.npy`, atomically.
+  """Writes each fully replicated trainable array as `<directory>/<path with dots>.npy`.
 
   Only process 0 writes; every process holds a whole replica, so no gather.
+  Each file appears whole or not at all.
   """
   if jax.process_index() != 0:
     return
-  flat = flax.traverse_util.flatten_dict(prune(trainable), sep='.')
-  arrays = {path: np.asarray(x.addressable_data(0)) for path, x in flat.items()
-            if x.is_fully_replicated}
-  if not arrays:
-    return
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix='.tmp_', dir=parent)
-  for path, value in arrays.items():
-    np.save(os.path.join(staging, f'{path}.npy'), value)
-  if os.path.exists(directory):
-    shutil.rmtree(directory)
-  os.rename(staging, directory)
+  for path, x in flax.traverse_util.flatten_dict(prune(trainable), sep='/').items():
+    if x.is_fully_replicated:
+      checkpoints.write_prompt(directory, np.asarray(x.addressable_data(0)), param_path=path)

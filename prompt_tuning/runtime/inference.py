@@ -89,11 +89,12 @@ def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):
                                num_epochs=1, use_cached=dataset.use_cached)
   batch_size = dataset.batch_size
   length = dataset.task_feature_lengths['inputs']
-  for chunk in ds.batch(batch_size).as_numpy_iterator():
-    count = len(chunk['inputs'])
+  # Examples differ in length: pad each batch to its longest input.
+  for chunk in ds.map(lambda ex: ex['inputs']).padded_batch(batch_size).as_numpy_iterator():
+    count = len(chunk)
     tokens = np.zeros((batch_size, length), np.int32)
-    tokens[:count, :chunk['inputs'].shape[1]] = chunk['inputs'][:, :length]
-    texts = [model.vocabulary.decode(list(t[t > 0])) for t in chunk['inputs']]
+    tokens[:count, :chunk.shape[1]] = chunk[:, :length]
+    texts = [model.vocabulary.decode(t[t > 0].tolist()) for t in chunk]
     yield texts, {'encoder_input_tokens': tokens}, count
 
 
@@ -123,8 +124,8 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
       tokens, scores = predict(params, batch, jax.random.key(seed + step))
       tokens, scores = np.asarray(tokens), np.asarray(scores)
       for row in range(count):
-        ids = evaluation.until_eos(tokens[row])
-        lines.append(json.dumps({'inputs': texts[row], 'prediction': model.vocabulary.decode(ids),
+        lines.append(json.dumps({'inputs': texts[row],
+                                 'prediction': model.vocabulary.decode(tokens[row].tolist()),
                                  'score': float(scores[row])}))
   if jax.process_index() == 0:
     directory = os.path.dirname(os.path.abspath(output_file))

@@ -1,0 +1,289 @@
+"""The runtime tests' toy runs: one gin configuration, run in this process or through the CLI.
+
+Every runtime test trains the same widened tiny model, whose random frozen
+weights come from a checkpoint written here, on the toy parity task
+(tests/toy_tasks.py), so that runs made in different ways (in this process,
+as the CLI, on a simulated mesh, over two processes) can be compared step by
+step. Also: child processes, and readers of what runs write. Knows nothing
+about what the tests check.
+"""
+
+import atexit
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Dict, List, Mapping, Optional, Sequence
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TESTS_DIR = REPO_ROOT / 'tests'
+
+MODEL_GIN = ('gin/models/t5_1_1_prompt.gin', 'gin/models/sizes/tiny.gin')
+TRAIN_GIN = MODEL_GIN + ('gin/runs/prompt_finetune.gin',)
+EVAL_GIN = MODEL_GIN + ('gin/runs/prompt_eval.gin',)
+INFER_GIN = MODEL_GIN + ('gin/runs/prompt_infer.gin',)
+# Evaluation of the prompt in PROMPT_FILE (prompt files go between the model and its size).
+PROMPT_FILE_EVAL_GIN = (MODEL_GIN[0], 'gin/prompts/from_file.gin', *EVAL_GIN[1:])
+
+TASK = 'toy_parity'
+PROMPT_PATH = 'encoder/prompt/prompt'
+# The tiny preset, widened: with 64 dimensions the frozen random output layer can
+# single out the two labels, and 4 heads (mlp 16, vocab 128) split over a 4-way model axis.
+TOY_MODEL = {'emb_dim': 64, 'num_heads': 4, 'head_dim': 2}
+
+
+def scratch_dir(name: str) -> pathlib.Path:
+  """A folder that lives until this test process ends (for runs shared by several modules)."""
+  path = pathlib.Path(tempfile.mkdtemp(prefix=f'runtime_{name}_'))
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+@functools.lru_cache(maxsize=None)
+def frozen_checkpoint(**fields: int) -> str:
+  """A T5X checkpoint (orbax layout) of a random bare T5 1.1: the tiny preset with `fields` changed.
+
+  Written with numpy once per test session; every toy run reads its frozen
+  model from it, as INITIAL_CHECKPOINT_PATH, so only the prompt is initialised.
+  """
+  import flax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.models import t5  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  params = {}
+  for path, shape in checkpoints.model_shapes(t5.config_for_size('tiny', **fields)).items():
+    if path.endswith('/scale'):  # RMS norms
+      value = np.ones(shape)
+    else:  # unit-variance embeddings; kernels (and position biases) scaled by their fan-in
+      scale = 1.0 if path.endswith('/embedding') else shape[0] ** -0.5
+      value = rng.normal(0.0, scale, shape)
+    params[path] = value.astype(np.float32)
+  checkpoint = scratch_dir('frozen') / 'checkpoint_0'
+  ocp.PyTreeCheckpointer().save(checkpoint / 'state',
+                                {'target': flax.traverse_util.unflatten_dict(params, sep='/')})
+  return str(checkpoint)
+
+
+def model_macros(**fields: int) -> Dict[str, str]:
+  """Gin bindings of the tiny preset with `fields` changed, and of its frozen checkpoint."""
+  return {**{f't5.T5Config.{name}': str(value) for name, value in fields.items()},
+          'INITIAL_CHECKPOINT_PATH': repr(frozen_checkpoint(**fields))}
+
+
+def toy_macros(model_dir: os.PathLike, model: Mapping[str, int] = TOY_MODEL,
+               **overrides: str) -> Dict[str, str]:
+  """Gin bindings (name -> value text) of a deterministic toy run writing to `model_dir`.
+
+  No dropout and no shuffling, so that any split of the batch over devices or
+  processes sees the same examples at every step; tests that need them turn them on.
+  """
+  macros = {
+      'MODEL_DIR': repr(str(model_dir)),
+      'MIXTURE_OR_TASK_NAME': repr(TASK),
+      'MIXTURE_OR_TASK_MODULE': "'toy_tasks'",
+      'TASK_FEATURE_LENGTHS': "{'inputs': 12, 'targets': 4}",
+      'BATCH_SIZE': '8',
+      'PROMPT_LENGTH': '4',
+      'VOCABULARY': '@seqio.PassThroughVocabulary()',
+      'seqio.PassThroughVocabulary.size': '128',
+      'seqio.PassThroughVocabulary.eos_id': '1',
+      'DROPOUT_RATE': '0.0',
+      'LEARNING_RATE': '1.0',
+      'LOSS_NORMALIZING_FACTOR': "'NUM_REAL_TARGET_TOKENS'",
+      **model_macros(**model),
+  }
+  macros.update(overrides)
+  return macros
+
+
+def train_macros(model_dir: os.PathLike, steps: int, evaluate: bool = False,
+                 **overrides: str) -> Dict[str, str]:
+  """`toy_macros` plus training: every step logged; 2 batches evaluated at the end, or none."""
+  macros = {'TRAIN_STEPS': str(steps), 'SHUFFLE_TRAIN_EXAMPLES': 'False', 'LOG_EVERY': '1',
+            'EVAL_PERIOD': '0', 'EVAL_STEPS': '2'}
+  if not evaluate:
+    macros['train_script.train.infer_eval_dataset_cfg'] = 'None'
+  return toy_macros(model_dir, **macros, **overrides)
+
+
+def _bindings(macros: Mapping[str, str]) -> List[str]:
+  return [f'{name} = {value}' for name, value in macros.items()]
+
+
+def parse_gin(gin_files: Sequence[str], macros: Mapping[str, str]) -> None:
+  """Parses gin in this process exactly as the CLI does (a fresh config every time)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  gin_config.parse([str(REPO_ROOT / f) for f in gin_files], _bindings(macros))
+
+
+def train_in_process(macros: Mapping[str, str], gin_files: Sequence[str] = TRAIN_GIN):
+  """`prompt_tuning.train`'s main in this process; returns its `TrainResult`."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import commands  # pylint: disable=g-import-not-at-top
+  parse_gin(gin_files, macros)
+  try:
+    return commands.train()
+  finally:
+    gin.clear_config()
+
+
+REFERENCE_STEPS = 30
+
+
+def reference_macros(model_dir: os.PathLike, **overrides: str) -> Dict[str, str]:
+  """The deterministic toy run that learning, sharding and multi-host tests compare."""
+  return train_macros(model_dir, REFERENCE_STEPS, evaluate=True, **overrides)
+
+
+@functools.lru_cache(maxsize=None)
+def reference_run():
+  """(MODEL_DIR, TrainResult) of `reference_macros` on this process's single device, trained
+  once per test session."""
+  model_dir = scratch_dir('reference')
+  return model_dir, train_in_process(reference_macros(model_dir))
+
+
+TRAINED_STEPS = 20
+# A wide frozen MLP (about 3 MB of weights in all), so that a prompt checkpoint is tiny beside it.
+WIDE_MODEL = {**TOY_MODEL, 'mlp_dim': 1024}
+
+
+def trained_macros(model_dir: os.PathLike, **overrides: str) -> Dict[str, str]:
+  """A full training run: shuffled data, checkpoints every 5 steps, eval every 10."""
+  macros = {'TRAIN_STEPS': str(TRAINED_STEPS), 'SHUFFLE_TRAIN_EXAMPLES': 'True',
+            'SAVING_PERIOD': '5', 'EVAL_PERIOD': '10', 'EVAL_STEPS': '2', 'LOG_EVERY': '5',
+            **overrides}
+  return toy_macros(model_dir, WIDE_MODEL, **macros)
+
+
+@functools.lru_cache(maxsize=None)
+def trained_run():
+  """(MODEL_DIR, TrainResult) of `trained_macros`, trained once per test session in this process.
+
+  The outputs, resume and eval/infer tests read it.
+  """
+  model_dir = scratch_dir('trained')
+  return model_dir, train_in_process(trained_macros(model_dir))
+
+
+def cli_command(script: str, gin_files: Sequence[str], macros: Mapping[str, str],
+                *flags: str) -> List[str]:
+  """`python -m prompt_tuning.<script> --gin_file=... --gin.NAME=VALUE ...`."""
+  return [sys.executable, '-m', f'prompt_tuning.{script}',
+          *[f'--gin_file={f}' for f in gin_files],
+          *[f'--gin.{name}={value}' for name, value in macros.items()], *flags]
+
+
+def subprocess_env(devices: int = 1) -> Dict[str, str]:
+  """The environment of a child process: the toy tasks importable, `devices` simulated CPUs."""
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get('PYTHONPATH')) if p)
+  env.update(TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu',
+             JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return env
+
+
+@dataclasses.dataclass
+class Child:
+  """A child process started by `start`; its output goes to temporary files, not pipes, so that
+  a chatty child never blocks on a full pipe while the test waits for something else."""
+  process: subprocess.Popen
+  stdout: IO[str]
+  stderr: IO[str]
+
+
+def start(command: Sequence[str], devices: int = 1) -> Child:
+  """Starts a child process in the repository root."""
+  stdout, stderr = tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+')
+  process = subprocess.Popen(list(command), cwd=REPO_ROOT, env=subprocess_env(devices),
+                             text=True, stdout=stdout, stderr=stderr)
+  return Child(process, stdout, stderr)
+
+
+def finish(child: Child, timeout: float = 240) -> subprocess.CompletedProcess:
+  """Waits for a child (killing it after `timeout`); returns its exit status and output."""
+  try:
+    child.process.wait(timeout)
+  except subprocess.TimeoutExpired:
+    child.process.kill()
+    child.process.wait()
+  output = []
+  for stream in (child.stdout, child.stderr):
+    stream.seek(0)
+    output.append(stream.read())
+    stream.close()
+  return subprocess.CompletedProcess(child.process.args, child.process.returncode, *output)
+
+
+def finish_all(children: Sequence[Child], timeout: float = 240
+               ) -> List[subprocess.CompletedProcess]:
+  """Waits for children that depend on each other: when one fails, the others are killed."""
+  processes = [child.process for child in children]
+  deadline = time.monotonic() + timeout
+  while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+    if any(p.returncode for p in processes):
+      break
+    time.sleep(0.1)
+  for p in processes:
+    if p.poll() is None:
+      p.kill()
+  return [finish(child) for child in children]
+
+
+def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+  """`result`, or a failure that shows the child's own error output."""
+  assert result.returncode == 0, (
+      f'{result.args[:3]} exited {result.returncode}:\n{result.stderr[-4000:]}')
+  return result
+
+
+def last_json_line(stdout: str) -> dict:
+  """The JSON object a helper script prints last."""
+  return json.loads(stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def tensorboard(directory: os.PathLike) -> Dict[str, Dict[int, object]]:
+  """Every summary clu or seqio wrote under `directory`: tag -> step -> value (a number, bytes
+  for text, or an array)."""
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  events = event_accumulator.EventAccumulator(
+      str(directory), size_guidance={event_accumulator.TENSORS: 0})
+  events.Reload()
+  values = {tag: {e.step: tensor_util.make_ndarray(e.tensor_proto) for e in events.Tensors(tag)}
+            for tag in events.Tags()['tensors']}
+  return {tag: {step: v.item() if v.ndim == 0 else v for step, v in steps.items()}
+          for tag, steps in values.items()}
+
+
+def read_jsonl(path: os.PathLike) -> List[dict]:
+  """The rows of a JSON-lines file."""
+  return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+
+
+def snapshot(directory: os.PathLike) -> Optional[Dict[str, tuple]]:
+  """Every file under `directory` with its size and modification time (None: no folder)."""
+  root = pathlib.Path(directory)
+  if not root.exists():
+    return None
+  return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+          for p in sorted(root.rglob('*'))}

@@ -1,0 +1,97 @@
+"""`python -m prompt_tuning.eval` and `.infer` end to end, with the prompt of the trained run.
+
+The prompt comes from the run's checkpoint (CHECKPOINT_PATH) or from its `.npy`
+export (PROMPT_FILE); both must give the metrics the run itself logged.
+Inference on raw text uses a byte-vocabulary toy task and a random prompt.
+"""
+
+import numpy as np
+import pytest
+
+import runtime_helpers as h
+
+RAW_INPUTS = ['hello', 'soft prompts', 'a frozen model']
+
+
+def metrics_at(model_dir, step):
+  lines = h.read_jsonl(model_dir / 'inference_eval' / f'{h.TASK}-metrics.jsonl')
+  return {k: v for row in lines if row['step'] == step for k, v in row.items() if k != 'step'}
+
+
+def predictions_at(model_dir, step, field='prediction'):
+  return [row[field] for row in
+          h.read_jsonl(model_dir / 'inference_eval' / f'{h.TASK}-{step:06}.jsonl')]
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """Output folders and results of four CLI runs made side by side: two evals, two inferences."""
+  dirs = {name: tmp_path_factory.mktemp(name)
+          for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file')}
+  inputs_file = dirs['infer_file'] / 'inputs.txt'
+  inputs_file.write_text('\n'.join(RAW_INPUTS) + '\n')
+  children = {'infer_file': h.start(h.cli_command('infer', h.INFER_GIN, h.toy_macros(
+      dirs['infer_file'], {**h.TOY_MODEL, 'vocab_size': 384},
+      MIXTURE_OR_TASK_NAME="'toy_reverse'", TASK_FEATURE_LENGTHS="{'inputs': 16, 'targets': 8}",
+      INPUT_FILE=repr(str(inputs_file)), VOCABULARY='@seqio.ByteVocabulary()')))}
+  trained_dir, _ = h.trained_run()  # meanwhile, unless an earlier test made it
+  checkpoint = repr(str(trained_dir / f'checkpoint_{h.TRAINED_STEPS}'))
+  prompt_file = repr(str(trained_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
+                         'encoder.prompt.prompt.npy'))
+  commands = {
+      'eval_checkpoint': h.cli_command('eval', h.EVAL_GIN, h.toy_macros(
+          dirs['eval_checkpoint'], h.WIDE_MODEL, CHECKPOINT_PATH=checkpoint, EVAL_STEPS='2')),
+      'eval_prompt_file': h.cli_command('eval', h.PROMPT_FILE_EVAL_GIN, h.toy_macros(
+          dirs['eval_prompt_file'], h.WIDE_MODEL, PROMPT_FILE=prompt_file, EVAL_STEPS='2')),
+      # 32 examples in batches of 6: the last batch is padded.
+      'infer_split': h.cli_command('infer', h.INFER_GIN, h.toy_macros(
+          dirs['infer_split'], h.WIDE_MODEL, CHECKPOINT_PATH=checkpoint, BATCH_SIZE='6')),
+  }
+  children.update({name: h.start(command) for name, command in commands.items()})
+  return dirs, {name: h.check(h.finish(child)) for name, child in children.items()}
+
+
+def test_eval_from_a_training_checkpoint_gives_the_metrics_of_the_run(runs):
+  dirs, _ = runs
+  trained_dir, result = h.trained_run()
+  assert metrics_at(dirs['eval_checkpoint'], h.TRAINED_STEPS) == pytest.approx(
+      result.eval_metrics[h.TASK])
+  assert predictions_at(dirs['eval_checkpoint'], h.TRAINED_STEPS) == predictions_at(
+      trained_dir, h.TRAINED_STEPS)
+
+
+def test_eval_from_the_prompt_file_matches_eval_from_the_checkpoint(runs):
+  dirs, _ = runs
+  from_checkpoint = metrics_at(dirs['eval_checkpoint'], h.TRAINED_STEPS)
+  assert metrics_at(dirs['eval_prompt_file'], 0) == pytest.approx(from_checkpoint)
+  assert predictions_at(dirs['eval_prompt_file'], 0) == predictions_at(
+      dirs['eval_checkpoint'], h.TRAINED_STEPS)
+
+
+def test_eval_prints_the_metrics(runs):
+  dirs, results = runs
+  accuracy = metrics_at(dirs['eval_checkpoint'], h.TRAINED_STEPS)['accuracy']
+  assert f'{h.TASK}: accuracy {accuracy:.2f}' in results['eval_checkpoint'].stdout
+
+
+def test_infer_writes_one_line_per_example_of_the_split(runs):
+  dirs, results = runs
+  output = dirs['infer_split'] / 'inference' / 'predictions.jsonl'
+  rows = h.read_jsonl(output)
+  assert len(rows) == 32  # the toy validation split
+  assert f'wrote 32 predictions to {output}' in results['infer_split'].stdout
+  assert all(set(row) == {'inputs', 'prediction', 'score'} for row in rows)
+  assert all(np.isfinite(row['score']) and row['score'] <= 0 for row in rows)
+  # Greedy decoding of the same prompt: the eval run's inputs and predictions, in the split's order.
+  evaluated = predictions_at(dirs['eval_checkpoint'], h.TRAINED_STEPS)
+  assert [row['prediction'] for row in rows[:len(evaluated)]] == evaluated
+  inputs = [row['inputs'] for row in predictions_at(dirs['eval_checkpoint'], h.TRAINED_STEPS,
+                                                    field='input')]
+  assert [row['inputs'] for row in rows[:len(inputs)]] == inputs
+
+
+def test_infer_on_a_file_of_raw_inputs_writes_one_line_per_input(runs):
+  dirs, _ = runs
+  rows = h.read_jsonl(dirs['infer_file'] / 'inference' / 'predictions.jsonl')
+  assert [row['inputs'] for row in rows] == RAW_INPUTS
+  assert all(isinstance(row['prediction'], str) and np.isfinite(row['score']) for row in rows)
