@@ -55,7 +55,8 @@ def _gin_files(*roots: str) -> List[str]:
 
 ALL_GIN_FILES = _gin_files('gin', 'configs')
 # Included by the recipes, not run on their own.
-FRAGMENTS = ('configs/paper_settings.gin', 'configs/demo/demo_model.gin')
+FRAGMENTS = ('configs/paper_settings.gin', 'configs/demo/demo_model.gin',
+             'configs/demo/demo_task.gin')
 RECIPES = [f for f in _gin_files('configs') if f not in FRAGMENTS]
 SUPER_GLUE = ('boolq', 'cb', 'copa', 'multirc', 'record', 'rte', 'wic', 'wsc', 'mixture')
 
@@ -125,6 +126,7 @@ def _stack(path: str) -> Tuple[Tuple[str, ...], Dict[str, str]]:
       (r'gin/runs/prompt_', (*TINY_MODEL, path), {}),
       (r'gin/runs/|gin/partitioning/', (*TINY_MODEL, TRAIN_RUN, path), {}),
       (r'configs/paper_settings\.gin', (BASE_MODEL, path), {}),
+      (r'configs/demo/demo_task\.gin', ('configs/demo/prompt_tuning_demo.gin', path), {}),
   ]
   for pattern, files, macros in rules:
     if re.match(pattern, path):
