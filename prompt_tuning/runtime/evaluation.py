@@ -151,7 +151,7 @@ class Evaluator:
     """Metrics per task (also written to TensorBoard, JSON and JSONL)."""
     all_metrics = {}
     rng = jax.random.key(seed)
-    with self.mesh:
+    with jax.set_mesh(self.mesh):
       for task_name, evaluator in self._evaluators.items():
         future, _ = evaluator.evaluate(compute_metrics=True, step=step,
                                        predict_fn=self._predict_fn(params, task_name, rng))

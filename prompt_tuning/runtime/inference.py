@@ -118,7 +118,7 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
                     in_shardings=(shardings, data_sharding, partitioning.replicated(mesh)),
                     out_shardings=partitioning.replicated(mesh))
   lines = []
-  with mesh:
+  with jax.set_mesh(mesh):
     for step, (texts, features, count) in enumerate(batches):
       batch = partitioning.replicated_batch(features, mesh)
       tokens, scores = predict(params, batch, jax.random.key(seed + step))

@@ -105,7 +105,7 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
   summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example)
   losses, eval_metrics = [], {}
   step = int(state.step)
-  with mesh, partitioner.activation_context():
+  with jax.set_mesh(mesh), partitioner.activation_context():
     while step < total_steps:
       batch = partitioning.global_batch(next(batches), mesh)
       state, metrics = step_fn(state, frozen, batch)
