@@ -84,3 +84,15 @@ def test_rank_classification_encodes_each_batch_once_whatever_the_label_count(se
 def test_rank_mode_refuses_a_task_without_verbalizers(setup, tmp_path):
   with pytest.raises(evaluation.EvaluationError, match="no verbalizers"):
     evaluator_for(setup, 'taskless_super_glue_record_v102', 'rank', tmp_path)
+
+
+def test_the_super_glue_mixture_reports_every_task_and_the_super_glue_score(setup, tmp_path):
+  mixture = 'taskless_super_glue_v102_proportional'
+  metrics = evaluator_for(setup, mixture, 'generate', tmp_path).evaluate(setup[3], step=3)
+  tasks = {t for t in metrics if t != 'super_glue_average'}
+  assert len(tasks) == 8 and not any('_axb_' in t or '_axg_' in t for t in tasks)  # test-only
+  expected = data.super_glue_average({t: metrics[t] for t in tasks})
+  assert metrics['super_glue_average']['score'] == pytest.approx(expected)
+  logged = json.loads((tmp_path / 'super_glue_average-metrics.jsonl').read_text().splitlines()[-1])
+  assert logged == {'step': 3, 'score': pytest.approx(expected)}
+  assert list((tmp_path / 'super_glue_average').glob('events.out.tfevents.*'))

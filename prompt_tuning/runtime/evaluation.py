@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import seqio
 import tensorflow as tf
+from absl import logging
 from clu import metric_writers
 from jax.sharding import Mesh
 
@@ -106,10 +107,15 @@ class Evaluator:
     loggers = (seqio.PyLoggingLogger, seqio.TensorBoardLogger, seqio.JSONLogger)
     self._evaluators = {}
     self._candidates = {}
+    # As seqio does, a mixture's tasks without the split (e.g. AX-b, test only) are skipped.
+    with_split = [task for task in tasks if dataset.split in task.splits]
+    if not with_split:
+      raise EvaluationError(f'{dataset.mixture_or_task_name} has no split {dataset.split!r}; it '
+                            f'has {sorted(tasks[0].splits)}.')
     for task in tasks:
-      if dataset.split not in task.splits:
-        raise EvaluationError(f'Task {task.name} has no split {dataset.split!r}; it has '
-                              f'{sorted(task.splits)}.')
+      if task not in with_split:
+        logging.warning('%s has no split %r: not evaluated.', task.name, dataset.split)
+    for task in with_split:
       if config.mode == 'rank':
         self._candidates[task.name] = candidate_tokens(task.name)
       self._evaluators[task.name] = seqio.Evaluator(
