@@ -131,14 +131,14 @@ class OursStep:
     params = initial_params.initial_params(model, shapes, shardings, labels, None, jnp.float32,
                                            args.seed)
     trainable, self.frozen = optimizer.split(params, labels)
-    self.trainer = trainer_lib.Trainer(model, labels, shardings, self.mesh, self.partitioner)
+    self.trainer = trainer_lib.Trainer(model, labels, shardings, self.mesh)
     self.state = self.trainer.create_state(trainable, args.seed)
     self.batch = partitioning.global_batch(batch, self.mesh)
     self.step_fn = self.trainer.jit_train_step(
         jax.tree_util.tree_map(lambda x: x.sharding, self.state))
 
   def context(self):
-    return _both(self.mesh, self.partitioner.activation_context())
+    return _both(self._jax.set_mesh(self.mesh), self.partitioner.activation_context())
 
   def __call__(self) -> None:
     self.state, metrics = self.step_fn(self.state, self.frozen, self.batch)

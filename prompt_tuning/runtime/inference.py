@@ -45,7 +45,7 @@ def load_params(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig
     return mesh, shardings, params, 0
   model_dir, step = _checkpoint_location(checkpoint_path)
   trainable, frozen = optim.split(params, labels)
-  state = Trainer(model, labels, shardings, mesh, partitioner).create_state(trainable, seed)
+  state = Trainer(model, labels, shardings, mesh).create_state(trainable, seed)
   checkpointer = checkpointing.Checkpointer(model_dir)
   state, _ = checkpointer.restore(state, step)
   checkpointer.close()

@@ -36,7 +36,7 @@ def prepare(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
             partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str]):
   """Checks the configuration and lays out the run; raises before anything is written.
 
-  Returns (mesh, abstract boxed variables, param shardings, labels).
+  Returns (mesh, model feature shapes, param shardings, labels).
   """
   mesh = partitioner.make_mesh()
   partitioning.check_batch_size(dataset_config.batch_size, mesh)
@@ -80,7 +80,7 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
   params = initial_params.initial_params(model, shapes, shardings, labels, initial_checkpoint_path,
                                          frozen_dtype, random_seed)
   trainable, frozen = optim.split(params, labels)
-  trainer = Trainer(model, labels, shardings, mesh, partitioner)
+  trainer = Trainer(model, labels, shardings, mesh)
   state = trainer.create_state(trainable, random_seed)
   state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
   evaluator = None

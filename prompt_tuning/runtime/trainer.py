@@ -41,10 +41,9 @@ class Trainer:
   """Builds the train state and the jitted train step for one model, optimizer and mesh."""
 
   def __init__(self, model: EncoderDecoderModel, labels: Params, param_shardings: Params,
-               mesh: Mesh, partitioner: partitioning.Partitioner):
+               mesh: Mesh):
     self.model = model
     self.mesh = mesh
-    self.partitioner = partitioner
     self.tx = optim.masked(model.optimizer, labels)
     self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
     self._replicated = partitioning.replicated(mesh)
