@@ -5,6 +5,7 @@ Names follow T5X where T5X users will look for them (`models.EncoderDecoderModel
 `utils.DatasetConfig`, `partitioning.Partitioner`, `seqio.SentencePieceVocabulary`).
 """
 
+import functools
 import logging
 import os
 import pathlib
@@ -30,12 +31,14 @@ class GinConfigError(ValueError):
   """A gin file, binding or macro is wrong or missing."""
 
 
+@functools.lru_cache(maxsize=2)
 def read_embedding(checkpoint_path: Optional[str] = None,
                    embedding_file: Optional[str] = None) -> np.ndarray:
   """The frozen model's token embedding `[V, H]`, for vocabulary-based prompt initializers.
 
   Read from `EMBEDDING_FILE` (a `.npy`) when given, else from the one array
-  `token_embedder/embedding` of INITIAL_CHECKPOINT_PATH.
+  `token_embedder/embedding` of INITIAL_CHECKPOINT_PATH. Cached: a prompt
+  initializer and its fallback both ask for it, and it can be large and remote.
   """
   if embedding_file:
     return np.load(embedding_file)

@@ -86,11 +86,6 @@ class EncoderDecoderModel:
     return self.decoding_method(self.module, params, batch['encoder_input_tokens'],
                                 max_decode_length, rng=rng, **encoder_features(batch))
 
-  def score_batch(self, params: Params, batch: Batch) -> Array:
-    """[B] log-likelihood of each example's targets."""
-    logits = self.logits(params, batch)
-    return scoring.sequence_log_likelihood(logits, batch['decoder_target_tokens'])
-
   def rank_classify(self, params: Params, batch: Batch, candidates: Array) -> Tuple[Array, Array]:
     """The best of [C, Lc] candidate targets per example ([B]) and all [B, C] log-likelihoods."""
     return scoring.rank_classify(self.module, params, batch['encoder_input_tokens'], candidates,
