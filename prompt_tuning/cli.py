@@ -10,6 +10,8 @@ from typing import Callable, List, Sequence
 
 from absl import app, flags, logging
 
+from prompt_tuning.errors import Preempted, UserError
+
 flags.DEFINE_multi_string('gin_file', [], 'Gin files, in order; later files override earlier ones. '
                           'Paths are tried as given, then under --gin_search_paths and the '
                           "package's gin/ and configs/ folders.")
@@ -28,8 +30,6 @@ flags.DEFINE_bool('dry_run', False, 'Parse the gin files and bindings, check the
 
 FLAGS = flags.FLAGS
 
-# Errors that mean the user's configuration is wrong: reported in one line, no traceback.
-USER_ERRORS: tuple = (ValueError, FileNotFoundError, KeyError)
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
@@ -85,11 +85,14 @@ def run(main: Callable[[], None]) -> None:
       logging.set_verbosity(logging.WARNING)
     try:
       main()
-    except USER_ERRORS as e:
+    except UserError as e:
       logging.debug('Full traceback of the error below:', exc_info=True)
       message = str(e).splitlines()[0] if str(e) else type(e).__name__
       print(f'error: {message}', file=sys.stderr)
       sys.exit(2)
+    except Preempted as e:
+      print(str(e), file=sys.stderr)
+      sys.exit(e.exit_code)
 
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   app.run(absl_main, argv=rewrite_gin_args(sys.argv))

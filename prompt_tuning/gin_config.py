@@ -21,13 +21,14 @@ import seqio
 # `commands` registers train_script.train, eval_script.evaluate and infer_script.infer, so a
 # recipe may bind more than the running command uses.
 from prompt_tuning import checkpoints, commands, decoding, prompts  # pylint: disable=unused-import
+from prompt_tuning.errors import UserError
 from prompt_tuning.models import prompted, t5
 from prompt_tuning.runtime import checkpointing, evaluation, inputs, model, optimizer, partitioning
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 
 
-class GinConfigError(ValueError):
+class GinConfigError(UserError, ValueError):
   """A gin file, binding or macro is wrong or missing."""
 
 

@@ -1,7 +1,9 @@
 """The one error type of the checkpoint readers and writers: a one-line message for the user."""
 
+from prompt_tuning.errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
   """A checkpoint or prompt file is missing, corrupt, or does not fit the model.
 
   The message is one line that names the file and, where it applies, the

@@ -4,6 +4,8 @@ Its message is one line that names the file (and line), field or setting at faul
 expected; it knows nothing about where the data comes from.
 """
 
+from prompt_tuning.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
   """Bad or missing data, or a data setting that cannot work (one-line message)."""

@@ -22,6 +22,7 @@ from absl import logging
 from clu import metric_writers
 from jax.sharding import Mesh
 
+from prompt_tuning.errors import UserError
 from prompt_tuning.runtime import inputs, partitioning
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
@@ -29,7 +30,7 @@ Params = Any
 MODES = ('generate', 'rank')
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
   """The evaluation cannot run as configured."""
 
 

@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from prompt_tuning import checkpoints
+from prompt_tuning.errors import UserError
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
 Params = Any
 
 
-class InitialCheckpointError(ValueError):
+class InitialCheckpointError(UserError, ValueError):
   """INITIAL_CHECKPOINT_PATH cannot serve the configured model."""
 
 

@@ -16,10 +16,12 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from prompt_tuning.errors import UserError
+
 Batch = Dict[str, np.ndarray]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
   """The task, mixture or split cannot be used as configured."""
 
 

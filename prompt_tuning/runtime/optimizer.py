@@ -15,6 +15,8 @@ import flax
 import jax
 import optax
 
+from prompt_tuning.errors import UserError
+
 Params = Any
 Schedule = Union[float, optax.Schedule]
 
@@ -22,7 +24,7 @@ PROMPT_ONLY = (r'encoder/prompt/prompt',)
 ALL_PARAMETERS = (r'.*',)
 
 
-class TrainableParamsError(ValueError):
+class TrainableParamsError(UserError, ValueError):
   """The trainable-parameter regexes match nothing."""
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from prompt_tuning.errors import UserError
+
 LogicalRules = Sequence[Tuple[str, Optional[str]]]
 
 # T5X `standard_logical_axis_rules()` with one model axis, plus the prompt axes.
@@ -36,7 +38,7 @@ STANDARD_RULES: Tuple[Tuple[str, Optional[str]], ...] = (
 _REPLICATED_AXES = ('prompt_bank', 'prompt', 'prompt_embed')
 
 
-class PartitioningError(ValueError):
+class PartitioningError(UserError, ValueError):
   """The mesh or the rules cannot be built as configured."""
 
 
