@@ -120,9 +120,10 @@ def test_a_checkpoint_restores_the_whole_train_state_and_the_input_position(tmp_
   assert checkpointer.save(saved, position=42)
   like = saved.replace(step=jnp.array(0, jnp.int32), rng=jax.random.key_data(jax.random.key(0)),
                        opt_state=tx.init(trainable))
-  restored, position = checkpointer.restore(like)
+  result = checkpointer.restore(like)
   checkpointer.close()
-  assert position == 42
+  restored = result.state
+  assert result.position == 42
   assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(saved)
   for got, want in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(saved)):
     np.testing.assert_array_equal(got, want)

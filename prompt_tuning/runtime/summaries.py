@@ -16,14 +16,24 @@ from clu import metric_writers
 
 
 def write_config(model_dir: str, config_text: str) -> None:
-  """Saves the final gin config as `MODEL_DIR/config.gin` (atomically) and as TensorBoard text."""
+  """Saves the final gin config as `MODEL_DIR/config.gin` (atomically) and as TensorBoard text.
+
+  A different config of an earlier session of the run (resumed since) is kept
+  as `config-<its date>.gin`.
+  """
   if jax.process_index() != 0:
     return
   os.makedirs(model_dir, exist_ok=True)
+  current = os.path.join(model_dir, 'config.gin')
+  if os.path.exists(current):
+    with open(current) as f:
+      if f.read() != config_text:
+        written = time.strftime('%Y%m%d-%H%M%S', time.localtime(os.path.getmtime(current)))
+        os.replace(current, os.path.join(model_dir, f'config-{written}.gin'))
   staging = os.path.join(model_dir, '.config.gin.tmp')
   with open(staging, 'w') as f:
     f.write(config_text)
-  os.replace(staging, os.path.join(model_dir, 'config.gin'))
+  os.replace(staging, current)
   writer = metric_writers.create_default_writer(os.path.join(model_dir, 'train'),
                                                 asynchronous=False)
   # Markdown renders gin's newlines and indentation as a code block.

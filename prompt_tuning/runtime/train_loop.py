@@ -2,19 +2,25 @@
 
 A library function with plain arguments; the CLI (`prompt_tuning.train`)
 only binds them from gin. Nothing is written to MODEL_DIR before every
-input has been checked.
+input has been checked, including a resumed run's settings against its
+checkpoints; one run at a time holds MODEL_DIR. A NaN stops the run before
+it is saved; SIGTERM saves and stops at the next step.
 """
 
 import dataclasses
+import json
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from prompt_tuning.runtime import checkpointing, evaluation, inputs, initial_params, partitioning
+from prompt_tuning import errors
+from prompt_tuning.errors import UserError
+from prompt_tuning.runtime import (checkpointing, evaluation, inputs, initial_params, partitioning,
+                                   preemption, run_lock)
 from prompt_tuning.runtime import summaries as summaries_lib
 from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -87,41 +93,121 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
   if eval_config is not None:
     evaluator = evaluation.Evaluator(model, eval_config, mesh, shardings,
                                      os.path.join(model_dir, 'inference_eval'))
+  settings = run_settings(model, train_dataset_config, total_steps)
 
-  # Every input has been checked: from here on, MODEL_DIR is written.
-  if config_text is not None:
-    summaries_lib.write_config(model_dir, config_text)
-  checkpointer = checkpointing.Checkpointer(model_dir, checkpoint_config)
-  position = 0
-  if checkpointer.latest_step() is not None:
-    state, position = checkpointer.restore(state)
-    state = jax.device_put(state, state_shardings)
-    logging.info('Resumed from step %d of %s.', int(state.step), model_dir)
+  with run_lock.RunLock(model_dir), preemption.PreemptionWatch() as preempted:
+    checkpointer = checkpointing.Checkpointer(model_dir, checkpoint_config)
+    try:
+      restored = checkpointer.restore_latest(state, settings, may_change=('TRAIN_STEPS',))
+      if restored is not None:
+        state = jax.device_put(restored.state, state_shardings)
+        if int(state.step) >= total_steps:
+          checkpointer.ensure_exported(state)
+          if jax.process_index() == 0:
+            print(f'already trained to step {int(state.step)} (TRAIN_STEPS={total_steps}) in '
+                  f'{model_dir}: nothing to do.', flush=True)
+          return TrainResult(state=state, params=optim.merge(state.trainable, frozen), losses=[],
+                             eval_metrics={})
+      # Every check has passed: from here on, MODEL_DIR is written.
+      if config_text is not None:
+        summaries_lib.write_config(model_dir, config_text)
+      checkpointer.set_aside_corrupt()
+      position = 0
+      if restored is not None:
+        position = restored.position
+        checkpointer.ensure_exported(state)
+        for name, (old, new) in checkpointing.changed_settings(restored.settings,
+                                                               settings).items():
+          logging.warning('%s changed from %r to %r: training on from step %d.', name, old, new,
+                          int(state.step))
+        logging.info('Resumed from step %d of %s.', int(state.step), model_dir)
+      return _train_steps(
+          trainer, state, state_shardings, frozen, position, train_dataset_config, model_dir,
+          total_steps, checkpointer, settings, preempted, evaluator, eval_period, log_every,
+          shapes, mesh, partitioner)
+    finally:
+      checkpointer.close()
 
+
+def run_settings(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
+                 total_steps: int) -> Dict[str, Any]:
+  """What a resumed run must share with the one that saved, by macro name (TRAIN_STEPS may grow).
+
+  Stored in every checkpoint, as JSON values.
+  """
+  config = model.module.config
+  settings = {
+      'MIXTURE_OR_TASK_NAME': dataset_config.mixture_or_task_name,
+      'TASK_FEATURE_LENGTHS': dict(dataset_config.task_feature_lengths),
+      'BATCH_SIZE': dataset_config.batch_size,  # the input position counts batches
+      'SHUFFLE_TRAIN_EXAMPLES': dataset_config.shuffle,
+      'RANDOM_SEED': dataset_config.seed,  # the shuffled order
+      'TRAIN_STEPS': total_steps,
+      # The architecture: its integer fields (not dtypes or dropout, which may change).
+      'model': {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                if type(getattr(config, f.name)) is int},  # pylint: disable=unidiomatic-typecheck
+  }
+  prompt_config = getattr(model.module, 'prompt_config', None)
+  if prompt_config is not None:
+    settings['PROMPT_LENGTH'] = prompt_config.length
+  return json.loads(json.dumps(settings))  # as they read back: lists, string keys
+
+
+class DivergedError(UserError):
+  """The loss or the trained parameters became NaN or infinite."""
+
+
+def _train_steps(trainer, state, state_shardings, frozen, position, dataset_config, model_dir,
+                 total_steps, checkpointer, settings, preempted, evaluator, eval_period,
+                 log_every, shapes, mesh, partitioner) -> TrainResult:
+  """The loop itself, from `state` to TOTAL_STEPS, or to a preemption."""
   step_fn = trainer.jit_train_step(state_shardings)
-  batches = inputs.train_batches(train_dataset_config, skip_batches=position)
+  batches = inputs.train_batches(dataset_config, skip_batches=position)
   tokens_per_example = sum(shape[1] for name, shape in shapes.items()
                            if name in ('encoder_input_tokens', 'decoder_target_tokens'))
   summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example)
   losses, eval_metrics = [], {}
+  unchecked: List[Tuple[int, jax.Array]] = []  # (step, finite flag) since the last check
+
+  def check_finite():
+    for checked_step, finite in unchecked:
+      if not bool(np.asarray(finite)):
+        saved = checkpointer.latest_step()
+        raise DivergedError(
+            f'The loss or the trained parameters became NaN or infinite at step {checked_step}; '
+            f'nothing from then on was saved (latest checkpoint: '
+            f'{"none" if saved is None else f"checkpoint_{saved}"}). Lower LEARNING_RATE, or '
+            'check the data.')
+    unchecked.clear()
+
   step = int(state.step)
-  with jax.set_mesh(mesh), partitioner.activation_context():
-    while step < total_steps:
-      batch = partitioning.global_batch(next(batches), mesh)
-      state, metrics = step_fn(state, frozen, batch)
-      position += 1
-      step += 1
-      summaries.add(metrics)
-      losses.append(metrics['loss'])
-      if step % log_every == 0 or step == total_steps:
-        summaries.write(step)
-      checkpointer.save(state, position, force=step == total_steps)
-      if evaluator and eval_period and step % eval_period == 0 and step != total_steps:
+  try:
+    with jax.set_mesh(mesh), partitioner.activation_context():
+      while step < total_steps:
+        batch = partitioning.global_batch(next(batches), mesh)
+        state, metrics = step_fn(state, frozen, batch)
+        position += 1
+        step += 1
+        unchecked.append((step, metrics.pop('finite')))
+        summaries.add(metrics)
+        losses.append(metrics['loss'])
+        stop = preempted.reached(step)
+        if step % log_every == 0 or step == total_steps:
+          summaries.write(step)
+          check_finite()
+        if stop or step == total_steps or step % checkpointer.period == 0:
+          check_finite()  # nothing non-finite is ever saved
+          checkpointer.save(state, position, settings, force=stop or step == total_steps)
+        if stop:
+          raise errors.Preempted(f'Preempted (SIGTERM) at step {step}: saved '
+                                 f'{checkpointer.checkpoint_dir(step)}; run the same command '
+                                 'to resume.')
+        if evaluator and eval_period and step % eval_period == 0 and step != total_steps:
+          eval_metrics = evaluator.evaluate(optim.merge(state.trainable, frozen), step)
+          summaries.reset_clock()
+      if evaluator and int(state.step) == total_steps:
         eval_metrics = evaluator.evaluate(optim.merge(state.trainable, frozen), step)
-        summaries.reset_clock()
-    if evaluator and int(state.step) == total_steps:
-      eval_metrics = evaluator.evaluate(optim.merge(state.trainable, frozen), step)
-  summaries.close()
-  checkpointer.close()
+  finally:
+    summaries.close()
   return TrainResult(state=state, params=optim.merge(state.trainable, frozen),
                      losses=[float(np.asarray(l)) for l in losses], eval_metrics=eval_metrics)

@@ -76,6 +76,9 @@ class Trainer:
     learning_rate = optim.current_learning_rate(opt_state)
     if learning_rate is not None:
       metrics['learning_rate'] = learning_rate
+    # Checked by the loop before anything is saved: a diverged run must not be checkpointed.
+    metrics['finite'] = jnp.isfinite(metrics['loss']) & jnp.all(jnp.array(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(trainable)]))
     new_state = TrainState(step=state.step + 1, trainable=trainable, opt_state=opt_state,
                            rng=jax.random.key_data(rng))
     return new_state, metrics
