@@ -1,7 +1,7 @@
 """A regular `pip install .` ships gin/ and configs/: the installed CLI finds them from anywhere.
 
 A copy of the working tree is installed (not editable) into a fresh virtual environment that
-borrows the heavy dependencies from the system site-packages; the copy is then deleted, and
+borrows the heavy dependencies from the environment running the tests; the copy is then deleted, and
 the installed CLI runs from an empty directory with PYTHONPATH cleared. So the only gin files
 it can find are the ones inside the installed package.
 """
@@ -9,6 +9,7 @@ it can find are the ones inside the installed package.
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 from typing import Dict, NamedTuple
@@ -39,13 +40,19 @@ def _run(command, cwd: pathlib.Path, env: Dict[str, str]) -> subprocess.Complete
 def installed(tmp_path_factory) -> Installed:
   root = tmp_path_factory.mktemp('install')
   prefix = root / 'venv'
-  made = _run([sys.executable, '-m', 'venv', '--without-pip', '--system-site-packages', prefix],
-              root, dict(os.environ))
+  made = _run([sys.executable, '-m', 'venv', '--without-pip', prefix], root, dict(os.environ))
   if made.returncode:
     pytest.skip(f'cannot create a virtual environment: {made.stderr.strip()[-300:]}')
   env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'PYTHONHOME')}
   env.update(TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu', PIP_DISABLE_PIP_VERSION_CHECK='1')
   python = prefix / 'bin' / 'python'
+  # The new environment borrows the packages of the one running the tests, whether that is a
+  # venv or not (`--system-site-packages` would borrow the base interpreter's instead). Paths
+  # listed in a .pth file come after the environment's own site-packages, and .pth files in
+  # them are not run, so the tests' editable install of the project stays invisible there.
+  purelib = _run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                 root, env).stdout.strip()
+  pathlib.Path(purelib, 'tests_environment.pth').write_text('\n'.join(site.getsitepackages()))
   source = root / 'source'
   shutil.copytree(REPO_ROOT, source, ignore=NOT_COPIED)
   pip = _run([python, '-m', 'pip', 'install', '--quiet', '--no-cache-dir', '--no-deps',
@@ -92,4 +99,4 @@ def test_installed_cli_reports_a_gin_file_found_nowhere(installed):
                  "--gin.MODEL_DIR='/tmp/unused'"], installed.workdir, installed.env)
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1].startswith(
-      'error: gin: Unable to open file: configs/super_glue/no_such_recipe.gin.')
+      'error: --gin_file=configs/super_glue/no_such_recipe.gin: not found')
