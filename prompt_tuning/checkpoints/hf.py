@@ -3,18 +3,23 @@
 Reads `model.safetensors` (single or sharded) lazily, slice by slice, or
 `pytorch_model.bin` through `torch.load(weights_only=True)` (torch is
 optional). HF stores kernels as [out, in]; T5X as [in, out], so kernels are
-transposed views. Knows nothing of training.
+transposed views. Hub ids are looked up within PROMPT_TUNING_REMOTE_TIMEOUT
+seconds (see storage.py); without an answer, or with HF_HUB_OFFLINE set, the
+local Hugging Face cache is used, or the error says how to point at a local
+copy. Knows nothing of training.
 """
 
 import json
 import os
 import re
+import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
-from prompt_tuning.checkpoints import arrays
+from prompt_tuning.checkpoints import arrays, storage
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.models import t5
 
@@ -178,22 +183,80 @@ def _weights(directory: str) -> Dict[str, arrays.LazyArray]:
 
 
 def resolve(path_or_id: str) -> str:
-  """A local model directory: `path_or_id` itself, or the hub snapshot of a model id."""
+  """A local model directory: `path_or_id` itself, or the hub snapshot of a model id.
+
+  The hub is asked for the model's revision within PROMPT_TUNING_REMOTE_TIMEOUT
+  seconds. Without an answer (no network, a timeout, HF_HUB_OFFLINE), a copy
+  in the local Hugging Face cache is used if there is one; else an
+  UnreachableError says what could not be reached and how to point at a
+  local copy. An answer of "no such model" keeps its own message.
+  """
   if os.path.isdir(path_or_id):
     return path_or_id
   try:
-    from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
   except ImportError:
     raise CheckpointError(f'{path_or_id} is not a directory, and downloading it from the Hugging '
                           'Face Hub needs huggingface_hub (pip install ".[hf]").') from None
+  failed = (f'{path_or_id} is not a local directory, and downloading it from the Hugging Face '
+            'Hub failed')
+  timeout = storage.remote_timeout()
+  started = time.monotonic()
+  hub_error = None
   try:
-    directory = snapshot_download(path_or_id, allow_patterns=[CONFIG_FILE, 'model.safetensors*'])
-    if not any(f.startswith(SAFETENSORS_FILE) for f in os.listdir(directory)):
-      directory = snapshot_download(path_or_id, allow_patterns=[CONFIG_FILE, 'pytorch_model.bin*'])
-  except Exception as e:  # hub errors: unknown repo, no network, gated model
-    raise CheckpointError(f'{path_or_id} is not a local directory, and downloading it from the '
-                          f'Hugging Face Hub failed: {one_line(e)}') from None
+    revision = HfApi().model_info(path_or_id, timeout=timeout).sha
+  except HFValidationError as e:  # not a hub id at all
+    raise CheckpointError(f'{failed}: {one_line(e)}') from None
+  except Exception as e:  # an HTTP error (unknown or private model, hub down), or no answer
+    revision, hub_error = None, e
+  elapsed = time.monotonic() - started
+  try:
+    directory = _snapshot(path_or_id, revision)  # from the cache alone after a hub error
+  except Exception as e:  # hub errors: gated model, lost network; a cache without the model
+    if hub_error is None or isinstance(hub_error, HfHubHTTPError):  # the hub answered
+      raise CheckpointError(f'{failed}: {one_line(hub_error or e)}') from None
+    raise _hub_unreachable(path_or_id, hub_error, elapsed, timeout, constants.ENDPOINT) from None
+  if hub_error is not None:
+    logging.warning('The Hugging Face Hub could not give %s (%s); using the cached copy in %s.',
+                    path_or_id, one_line(hub_error), directory)
   return directory
+
+
+def _snapshot(repo_id: str, revision: Optional[str]) -> str:
+  """The local directory of the model's config and weights; from the cache only without `revision`.
+
+  Safetensors are preferred; `pytorch_model.bin` is fetched only when the
+  model has no safetensors.
+  """
+  from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
+  offline = revision is None
+  directory = snapshot_download(repo_id, revision=revision, local_files_only=offline,
+                                allow_patterns=[CONFIG_FILE, SAFETENSORS_FILE + '*'])
+  if not any(f.startswith(SAFETENSORS_FILE) for f in os.listdir(directory)):
+    directory = snapshot_download(repo_id, revision=revision, local_files_only=offline,
+                                  allow_patterns=[CONFIG_FILE, TORCH_FILE + '*'])
+  return directory
+
+
+def _hub_unreachable(repo_id: str, error: BaseException, elapsed: float, timeout: float,
+                     endpoint: str) -> storage.UnreachableError:
+  """The one-line error of a hub model that neither the hub nor the local cache could give."""
+  local = ('point INITIAL_CHECKPOINT_PATH at a local model directory (config.json and '
+           'model.safetensors), e.g. --gin.INITIAL_CHECKPOINT_PATH="\'/path/to/model_dir\'"')
+  if type(error).__name__ == 'OfflineModeIsEnabled':
+    return storage.UnreachableError(
+        f'{repo_id} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: download '
+        f'it once where there is network (hf download {repo_id}), or {local}.')
+  if 'Timeout' in type(error).__name__:
+    why = f'no answer within {timeout:g} s (set {storage.TIMEOUT_ENV} to wait longer)'
+  else:
+    why = f'gave up after {elapsed:.1f} s ({type(error).__name__}: {one_line(error)})'
+  return storage.UnreachableError(
+      f'Cannot reach the Hugging Face Hub at {endpoint} for {repo_id}: {why}, and it is not in the '
+      f'local Hugging Face cache. Without network, {local}; or download it once where there is '
+      f'network (hf download {repo_id}) and set HF_HUB_OFFLINE=1.')
 
 
 class HFCheckpoint(arrays.ArrayCheckpoint):

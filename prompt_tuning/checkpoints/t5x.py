@@ -2,7 +2,8 @@
 
 Only the model parameters (`target`) are read, never the optimizer state,
 one array at a time, straight into the requested shardings. Paths may be
-local or `gs://`. Knows nothing of models or training.
+local or `gs://`; an unreachable bucket fails at the first (bounded) read, see
+storage.py. Knows nothing of models or training.
 """
 
 import copy
@@ -25,6 +26,8 @@ MSGPACK_FILE = 'checkpoint'
 # The orbax item of today's T5X checkpoints, holding `target` and `state`.
 ORBAX_ITEM = 'state'
 ORBAX_METADATA = '_METADATA'
+# The gin macro that names these checkpoints: where an unreachable one's message points.
+SETTING = 'INITIAL_CHECKPOINT_PATH'
 
 
 class TensorStoreArray:
@@ -45,7 +48,10 @@ class TensorStoreArray:
       return self._store[index].read().result()
     except Exception as e:  # tensorstore raises ValueError or OSError by failure kind
       path = self.spec['kvstore']['path']
-      raise CheckpointError(f'Cannot read array {self.name} from {path}: {one_line(e)}') from None
+      if self.spec['kvstore']['driver'] == 'gcs':
+        path = f'gs://{self.spec["kvstore"]["bucket"]}/{path}'
+      raise (storage.unreachable_error(path, e, SETTING) or
+             CheckpointError(f'Cannot read array {self.name} from {path}: {one_line(e)}')) from None
 
 
 def _absolute_spec(spec: Mapping[str, Any], directory: str) -> Dict[str, Any]:
@@ -105,7 +111,7 @@ class T5XCheckpoint(arrays.ArrayCheckpoint):
   def __init__(self, path: str):
     self.directory = path.rstrip('/')
     file = f'{self.directory}/{MSGPACK_FILE}'
-    raw = storage.read_bytes(file)
+    raw = storage.read_bytes(file, SETTING)
     try:
       contents = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as e:
@@ -143,13 +149,15 @@ class OrbaxT5XCheckpoint:
 
   def __init__(self, path: str):
     path = path.rstrip('/')
-    self.item = path if storage.exists(f'{path}/{ORBAX_METADATA}') else f'{path}/{ORBAX_ITEM}'
+    self.item = (path if storage.exists(f'{path}/{ORBAX_METADATA}', SETTING) else
+                 f'{path}/{ORBAX_ITEM}')
     self.source = f'T5X orbax checkpoint {path}'
     self._checkpointer = ocp.PyTreeCheckpointer()
     try:
       tree = self._checkpointer.metadata(self.item).item_metadata.tree
     except Exception as e:  # orbax raises several types for unreadable metadata
-      raise CheckpointError(f'Cannot read {self.source}: {one_line(e)}') from None
+      raise (storage.unreachable_error(path, e, SETTING) or
+             CheckpointError(f'Cannot read {self.source}: {one_line(e)}')) from None
     if not isinstance(tree, dict) or 'target' not in tree:
       raise CheckpointError(f'{self.source} holds no `target` parameters.')
     self._metadata = flax.traverse_util.flatten_dict(tree['target'], sep='/')
@@ -203,5 +211,6 @@ class OrbaxT5XCheckpoint:
     try:
       restored = self._checkpointer.restore(self.item, args=args)
     except Exception as e:  # orbax and tensorstore raise several types
-      raise CheckpointError(f'Cannot restore from {self.source}: {one_line(e)}') from None
+      raise (storage.unreachable_error(self.item, e, SETTING) or
+             CheckpointError(f'Cannot restore from {self.source}: {one_line(e)}')) from None
     return flax.traverse_util.flatten_dict(restored['target'], sep='/')

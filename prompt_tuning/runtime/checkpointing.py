@@ -17,7 +17,6 @@ a kill left it missing or different from its checkpoint.
 
 import dataclasses
 import datetime
-import errno
 import glob
 import io
 import json
@@ -44,8 +43,6 @@ Settings = Mapping[str, Any]
 
 NUMPY_DIR = 'numpy_checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'  # where checkpoints that failed verification are set aside
-# Disk full, quota, read-only or forbidden: the user's storage, not a bug.
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -151,15 +148,6 @@ def _configured_hyperparams(restored: Params, configured: Params, step: int) -> 
   return jax.tree_util.tree_map_with_path(pick, restored, configured)
 
 
-def _storage_error(error: BaseException) -> Optional[OSError]:
-  """The OSError about the user's storage (disk full, read-only, ...) behind `error`, if any."""
-  while error is not None:
-    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
-      return error
-    error = error.__cause__ or error.__context__
-  return None
-
-
 def changed_settings(saved: Settings, current: Settings) -> Dict[str, Tuple[Any, Any]]:
   """name -> (saved value, current value) of every setting that differs (or is on one side only)."""
   return {name: (saved.get(name), current.get(name))
@@ -202,16 +190,9 @@ class Checkpointer:
     record = {'position': int(position), 'settings': dict(settings or {}),
               'shapes': shapes(saved), 'checksums': checksums(saved)}
     record['digest'] = _record_digest(record)
-    try:
-      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
-                                                       run=ocp.args.JsonSave(record)), force=True)
-      self._manager.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
-      cause = _storage_error(e)
-      if cause is None:
-        raise
-      raise CheckpointError(f'Cannot save {self.checkpoint_dir(step)}: {one_line(cause)}; the '
-                            'earlier checkpoints are intact.') from None
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
+                                                     run=ocp.args.JsonSave(record)), force=True)
+    self._manager.wait_until_finished()
     export_numpy(state.trainable, self.numpy_dir(step))
     return True
 

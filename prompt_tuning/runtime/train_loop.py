@@ -95,7 +95,8 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
                                      os.path.join(model_dir, 'inference_eval'))
   settings = run_settings(model, train_dataset_config, total_steps)
 
-  with run_lock.RunLock(model_dir), preemption.PreemptionWatch() as preempted:
+  with errors.storage_faults_reported(f'MODEL_DIR={model_dir}'), run_lock.RunLock(model_dir), \
+       preemption.PreemptionWatch() as preempted:
     checkpointer = checkpointing.Checkpointer(model_dir, checkpoint_config)
     try:
       restored = checkpointer.restore_latest(state, settings, may_change=('TRAIN_STEPS',))
