@@ -232,3 +232,65 @@ def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_bit_identical(t
   assert len(resumed.losses) == h.TRAINED_STEPS - step
   np.testing.assert_array_equal(resumed.params['encoder']['prompt']['prompt'], straight_prompt())
   assert resumed.losses == h.trained_run()[1].losses[step:]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """mount(options) -> a tmpfs at tmp_path/disk, unmounted after the test (needs root)."""
+  target = tmp_path / 'disk'
+  mounted = []
+
+  def mount(options):
+    target.mkdir(exist_ok=True)
+    result = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(target)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode:
+      pytest.skip(f'cannot mount a tmpfs here (needs root): {result.stderr.strip()}')
+    mounted.append(target)
+    return target
+
+  yield mount
+  for path in mounted:
+    subprocess.run(['umount', str(path)], check=False)
+
+
+def _resume_on(model_dir, steps):
+  macros = {**h.trained_macros(model_dir, TRAIN_STEPS=str(steps)), **NO_EVAL}
+  return h.finish(h.start(h.cli_command('train', h.TRAIN_GIN, macros)))
+
+
+def test_a_read_only_model_dir_is_one_line_and_stays_as_it_was(small_disk):
+  disk = small_disk('size=8m')
+  model_dir = disk / 'run'
+  shutil.copytree(h.trained_run()[0], model_dir)
+  subprocess.run(['mount', '-o', 'remount,ro', str(disk)], check=True)
+  before = h.file_contents(model_dir)
+  result = _resume_on(model_dir, 25)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr
+  line = last_line(result)
+  assert line.startswith(f'error: Cannot write to MODEL_DIR={model_dir}') and 'Read-only' in line
+  assert h.file_contents(model_dir) == before
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_the_earlier_checkpoints_stay_good(
+    small_disk):
+  disk = small_disk('size=8m')
+  model_dir = disk / 'run'
+  shutil.copytree(h.trained_run()[0], model_dir)
+  # Room for the config and the summaries, not for a checkpoint.
+  free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+  (disk / 'filler').write_bytes(b'\0' * (free - 64 * 1024))
+  result = _resume_on(model_dir, 25)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines() == [
+      f'error: Cannot write to MODEL_DIR={model_dir}: No space left on device; what was saved '
+      'before is intact.']
+  (disk / 'filler').unlink()
+  checkpointer = checkpointing.Checkpointer(str(model_dir))
+  like = h.trained_run()[1].state
+  np.testing.assert_array_equal(
+      checkpointer.restore(like, h.TRAINED_STEPS).state.trainable['encoder']['prompt']['prompt'],
+      straight_prompt())
+  checkpointer.close()

@@ -76,7 +76,9 @@ class RunLock:
       logging.warning('Could not release %s: %s', self.path, one_line(e))
 
   def _acquire(self) -> None:
-    local = not self.model_dir.startswith('gs://')
+    local = not storage.is_remote(self.model_dir)
+    if not local:
+      storage.check_reachable(self.model_dir, 'MODEL_DIR')  # fails in bounded time, in one line
     try:
       if local and not os.path.isdir(self.model_dir):
         os.makedirs(self.model_dir)
