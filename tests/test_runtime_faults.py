@@ -72,6 +72,15 @@ def test_a_finished_run_whose_final_export_was_lost_exports_it_on_rerun(tmp_path
   np.testing.assert_array_equal(np.load(final_export / PROMPT_FILE), straight_prompt())
 
 
+def test_fewer_train_steps_than_trained_say_so_and_change_nothing(tmp_path, capsys):
+  model_dir = copy_of_trained_run(tmp_path)
+  before = h.file_contents(model_dir)
+  result = h.train_in_process(h.trained_macros(model_dir, TRAIN_STEPS='12'))
+  assert result.losses == [] and int(result.state.step) == h.TRAINED_STEPS
+  assert f'already trained to step {h.TRAINED_STEPS} (TRAIN_STEPS=12)' in capsys.readouterr().out
+  assert h.file_contents(model_dir) == before
+
+
 def test_a_run_killed_during_an_export_redoes_it_and_leaves_no_lock_file(tmp_path):
   """Killed while exporting checkpoint_10: no .npy, only tensorstore's lock file beside it."""
   model_dir = copy_of_trained_run(tmp_path)

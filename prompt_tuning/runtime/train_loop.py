@@ -122,10 +122,9 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
           logging.warning('%s changed from %r to %r: training on from step %d.', name, old, new,
                           int(state.step))
         logging.info('Resumed from step %d of %s.', int(state.step), model_dir)
-      return _train_steps(
-          trainer, state, state_shardings, frozen, position, train_dataset_config, model_dir,
-          total_steps, checkpointer, settings, preempted, evaluator, eval_period, log_every,
-          shapes, mesh, partitioner)
+      return _loop(_Run(trainer, frozen, checkpointer, settings, preempted, evaluator, mesh,
+                        partitioner), state, position, train_dataset_config, total_steps,
+                   eval_period, log_every, shapes, model_dir)
     finally:
       checkpointer.close()
 
@@ -158,57 +157,70 @@ class DivergedError(UserError):
   """The loss or the trained parameters became NaN or infinite."""
 
 
-def _train_steps(trainer, state, state_shardings, frozen, position, dataset_config, model_dir,
-                 total_steps, checkpointer, settings, preempted, evaluator, eval_period,
-                 log_every, shapes, mesh, partitioner) -> TrainResult:
-  """The loop itself, from `state` to TOTAL_STEPS, or to a preemption."""
-  step_fn = trainer.jit_train_step(state_shardings)
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with, besides the data and the schedule."""
+  trainer: Trainer
+  frozen: Params
+  checkpointer: checkpointing.Checkpointer
+  settings: Dict[str, Any]
+  preempted: preemption.PreemptionWatch
+  evaluator: Optional[evaluation.Evaluator]
+  mesh: Any
+  partitioner: partitioning.Partitioner
+
+
+def _diverged(unchecked: List[Tuple[int, jax.Array]], latest_saved: Optional[int]) -> None:
+  """Raises DivergedError at the first step whose finite flag is False; waits on the device."""
+  for step, finite in unchecked:
+    if not bool(np.asarray(finite)):
+      saved = 'none' if latest_saved is None else f'checkpoint_{latest_saved}'
+      raise DivergedError(f'The loss or the trained parameters became NaN or infinite at step '
+                          f'{step}; nothing from then on was saved (latest checkpoint: {saved}). '
+                          'Lower LEARNING_RATE, or check the data.')
+  unchecked.clear()
+
+
+def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.DatasetConfig,
+          total_steps: int, eval_period: int, log_every: int, shapes: Dict[str, tuple],
+          model_dir: str) -> TrainResult:
+  """Steps from `state` to TOTAL_STEPS (or to a preemption), saving, logging and evaluating."""
+  step_fn = run.trainer.jit_train_step(jax.tree_util.tree_map(lambda x: x.sharding, state))
   batches = inputs.train_batches(dataset_config, skip_batches=position)
   tokens_per_example = sum(shape[1] for name, shape in shapes.items()
                            if name in ('encoder_input_tokens', 'decoder_target_tokens'))
   summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example)
+  checkpointer = run.checkpointer
   losses, eval_metrics = [], {}
-  unchecked: List[Tuple[int, jax.Array]] = []  # (step, finite flag) since the last check
-
-  def check_finite():
-    for checked_step, finite in unchecked:
-      if not bool(np.asarray(finite)):
-        saved = checkpointer.latest_step()
-        raise DivergedError(
-            f'The loss or the trained parameters became NaN or infinite at step {checked_step}; '
-            f'nothing from then on was saved (latest checkpoint: '
-            f'{"none" if saved is None else f"checkpoint_{saved}"}). Lower LEARNING_RATE, or '
-            'check the data.')
-    unchecked.clear()
-
+  unchecked: List[Tuple[int, jax.Array]] = []  # (step, finite flag) not yet looked at
   step = int(state.step)
   try:
-    with jax.set_mesh(mesh), partitioner.activation_context():
+    with jax.set_mesh(run.mesh), run.partitioner.activation_context():
       while step < total_steps:
-        batch = partitioning.global_batch(next(batches), mesh)
-        state, metrics = step_fn(state, frozen, batch)
+        batch = partitioning.global_batch(next(batches), run.mesh)
+        state, metrics = step_fn(state, run.frozen, batch)
         position += 1
         step += 1
         unchecked.append((step, metrics.pop('finite')))
         summaries.add(metrics)
         losses.append(metrics['loss'])
-        stop = preempted.reached(step)
+        stop = run.preempted.reached(step)
         if step % log_every == 0 or step == total_steps:
           summaries.write(step)
-          check_finite()
+          _diverged(unchecked, checkpointer.latest_step())
         if stop or step == total_steps or step % checkpointer.period == 0:
-          check_finite()  # nothing non-finite is ever saved
-          checkpointer.save(state, position, settings, force=stop or step == total_steps)
+          _diverged(unchecked, checkpointer.latest_step())  # nothing non-finite is ever saved
+          checkpointer.save(state, position, run.settings, force=stop or step == total_steps)
         if stop:
           raise errors.Preempted(f'Preempted (SIGTERM) at step {step}: saved '
                                  f'{checkpointer.checkpoint_dir(step)}; run the same command '
                                  'to resume.')
-        if evaluator and eval_period and step % eval_period == 0 and step != total_steps:
-          eval_metrics = evaluator.evaluate(optim.merge(state.trainable, frozen), step)
+        if run.evaluator and eval_period and step % eval_period == 0 and step != total_steps:
+          eval_metrics = run.evaluator.evaluate(optim.merge(state.trainable, run.frozen), step)
           summaries.reset_clock()
-      if evaluator and int(state.step) == total_steps:
-        eval_metrics = evaluator.evaluate(optim.merge(state.trainable, frozen), step)
+      if run.evaluator and int(state.step) == total_steps:
+        eval_metrics = run.evaluator.evaluate(optim.merge(state.trainable, run.frozen), step)
   finally:
     summaries.close()
-  return TrainResult(state=state, params=optim.merge(state.trainable, frozen),
+  return TrainResult(state=state, params=optim.merge(state.trainable, run.frozen),
                      losses=[float(np.asarray(l)) for l in losses], eval_metrics=eval_metrics)
