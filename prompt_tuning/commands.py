@@ -2,15 +2,22 @@
 
 `train_script.train`, `eval_script.evaluate` and `infer_script.infer`, named as
 in T5X's gin files. They live here rather than in the `python -m` modules so
-that they are registered once, whichever command runs.
+that they are registered once, whichever command runs. `check_*_settings`
+check the values that gin will pass them, before anything is built or
+written, and name the macro at fault as the gin files spell it.
 """
 
+import dataclasses
+import numbers
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import gin
 import jax.numpy as jnp
+import seqio
 
+from prompt_tuning.checkpoints import storage
+from prompt_tuning.errors import UserError
 from prompt_tuning.runtime import (checkpointing, evaluation, inference, inputs, partitioning,
                                    train_loop)
 from prompt_tuning.runtime import optimizer as optim
@@ -20,6 +27,154 @@ TRAIN_MACROS = ('MODEL_DIR', 'MIXTURE_OR_TASK_NAME', 'TASK_FEATURE_LENGTHS', 'TR
                 'BATCH_SIZE')
 EVAL_MACROS = ('MODEL_DIR', 'MIXTURE_OR_TASK_NAME', 'TASK_FEATURE_LENGTHS')
 INFER_MACROS = EVAL_MACROS
+
+
+class SettingError(UserError, ValueError):
+  """A configured value cannot work (a batch size of 0, a negative step count, ...)."""
+
+
+# ---------------------------------------------------------------- settings checks
+
+
+_UNSET = object()  # not bound: the default applies
+_COMPUTED = object()  # bound to a configurable's result (`@...()`), not known before the run
+
+
+def _setting(*keys: str) -> Tuple[str, Any]:
+  """(name, value) of the first of the gin parameters `keys` that is bound.
+
+  The name is the macro the parameter is bound to (`%BATCH_SIZE` -> 'BATCH_SIZE',
+  following macros bound to macros), or the parameter itself when it is bound
+  to a value. The value is `_UNSET` when no key is bound (the default applies),
+  `_COMPUTED` when a configurable computes it (`@...()`): neither is checked here.
+  """
+  for key in keys:
+    try:
+      value = gin.query_parameter(key)
+    except ValueError:  # not bound
+      continue
+    name = key
+    while isinstance(value, gin.config.ConfigurableReference) and value.selector == 'gin.macro':
+      name = value.scoped_selector.rsplit('/', 1)[0]
+      value = gin.query_parameter(f'%{name}')
+    if isinstance(value, gin.config.ConfigurableReference) or value is gin.REQUIRED:
+      return name, _COMPUTED
+    return name, value
+  return keys[0], _UNSET
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+  """What the value of some gin parameters must be."""
+  keys: Tuple[str, ...]
+  ok: Callable[[Any], bool]
+  expected: str
+
+
+def _positive(*keys: str) -> _Rule:
+  return _Rule(keys, lambda v: _is_int(v) and v > 0, 'a positive integer')
+
+
+def _non_negative(*keys: str) -> _Rule:
+  return _Rule(keys, lambda v: _is_int(v) and v >= 0, 'an integer >= 0')
+
+
+def _none_or_positive(*keys: str) -> _Rule:
+  return _Rule(keys, lambda v: v is None or (_is_int(v) and v > 0),
+               'None or a positive integer')
+
+
+def _feature_lengths(*keys: str) -> _Rule:
+  def ok(lengths: Any) -> bool:
+    return (isinstance(lengths, Mapping) and {'inputs', 'targets'} <= set(lengths)
+            and all(_is_int(v) and v > 0 for k, v in lengths.items()
+                    if k in ('inputs', 'targets')))
+  return _Rule(keys, ok, "a dict giving 'inputs' and 'targets' positive integer lengths")
+
+
+def _normalizing_factor(*keys: str) -> _Rule:
+  def ok(factor: Any) -> bool:
+    if factor is None or factor == 'NUM_REAL_TARGET_TOKENS':
+      return True
+    return isinstance(factor, numbers.Real) and not isinstance(factor, bool) and factor > 0
+  return _Rule(keys, ok, "None, a positive number or 'NUM_REAL_TARGET_TOKENS'")
+
+
+def _check(rules: Sequence[_Rule]) -> None:
+  for rule in rules:
+    name, value = _setting(*rule.keys)
+    if value is not _UNSET and value is not _COMPUTED and not rule.ok(value):
+      raise SettingError(f'{name}={value!r}: must be {rule.expected}')
+
+
+def _check_task(dataset_keys: Sequence[str]) -> None:
+  """MIXTURE_OR_TASK_NAME names a registered task (after MIXTURE_OR_TASK_MODULE is imported)."""
+  _, module = _setting(*(f'{key}.module' for key in dataset_keys))
+  _, name = _setting(*(f'{key}.mixture_or_task_name' for key in dataset_keys))
+  if module is _COMPUTED or not isinstance(name, str):
+    return
+  inputs.import_task_module(None if module is _UNSET else module)
+  inputs.get_mixture_or_task(name)
+
+
+def _model_rules() -> list:
+  return [_non_negative('prompted.PromptConfig.length'),
+          _normalizing_factor('models.EncoderDecoderModel.loss_normalizing_factor')]
+
+
+def _dataset_rules(*dataset_keys: str) -> list:
+  return [_positive(*(f'{key}.batch_size' for key in dataset_keys)),
+          _feature_lengths(*(f'{key}.task_feature_lengths' for key in dataset_keys))]
+
+
+def check_train_settings() -> None:
+  """Checks what `train` will be given: step counts, periods, batch size, lengths, the task."""
+  rules = [_non_negative('train_script.train.total_steps'),
+           _positive('train_script.train.log_every'),
+           _positive('train/utils.CheckpointConfig.period', 'utils.CheckpointConfig.period'),
+           _none_or_positive('train/utils.CheckpointConfig.keep', 'utils.CheckpointConfig.keep'),
+           *_dataset_rules('train/utils.DatasetConfig', 'utils.DatasetConfig'),
+           *_model_rules()]
+  _, eval_dataset = _setting('train_script.train.infer_eval_dataset_cfg')
+  if eval_dataset is not None:  # evaluation is on
+    rules += [_non_negative('train_script.train.eval_period'),
+              _none_or_positive('train_script.train.eval_steps'),
+              *_dataset_rules('validation/utils.DatasetConfig', 'utils.DatasetConfig')]
+  _check(rules)
+  name, length = _setting('prompted.PromptConfig.length')
+  _, regexes = _setting('train_script.train.trainable_regexes')
+  if (length == 0 and isinstance(regexes, (list, tuple)) and regexes
+      and all('prompt' in str(r) for r in regexes)):
+    raise SettingError(f'{name}=0: must be a positive integer to tune a prompt (TRAINABLE_REGEXES '
+                       f'{list(regexes)} train only the prompt)')
+  _check_task(['train/utils.DatasetConfig', 'utils.DatasetConfig'])
+
+
+def check_eval_settings() -> None:
+  """Checks what `evaluate` will be given: batch size, steps, lengths, the task."""
+  _check([_none_or_positive('eval_script.evaluate.eval_steps'),
+          *_dataset_rules('utils.DatasetConfig'), *_model_rules()])
+  _check_task(['utils.DatasetConfig'])
+
+
+def check_infer_settings() -> None:
+  """Checks what `infer` will be given: batch size, lengths, the task."""
+  _check([*_dataset_rules('utils.DatasetConfig'), *_model_rules()])
+  _check_task(['utils.DatasetConfig'])
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def _check_vocabulary_reachable(model: EncoderDecoderModel) -> None:
+  """A `gs://` vocabulary is read later by TensorFlow, whose retries do not end: probe it first."""
+  if isinstance(model.vocabulary, seqio.SentencePieceVocabulary):
+    storage.check_reachable(model.vocabulary.sentencepiece_model_file,
+                            'seqio.SentencePieceVocabulary.sentencepiece_model_file')
 
 
 @gin.configurable('train', module='train_script')
@@ -35,6 +190,7 @@ def train(*, model: EncoderDecoderModel, train_dataset_cfg: inputs.DatasetConfig
 
   `eval_steps` batches are evaluated each time (all of the split when None).
   """
+  _check_vocabulary_reachable(model)
   eval_config = None
   if infer_eval_dataset_cfg is not None:
     num_examples = eval_steps * infer_eval_dataset_cfg.batch_size if eval_steps else None
@@ -55,6 +211,7 @@ def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, o
              initial_checkpoint_path: Optional[str] = None, checkpoint_path: Optional[str] = None,
              frozen_dtype: Any = jnp.float32, random_seed: int = 0) -> Dict[str, Dict[str, Any]]:
   """Evaluates every task of `dataset_cfg`; `eval_steps` batches only, when set."""
+  _check_vocabulary_reachable(model)
   num_examples = eval_steps * dataset_cfg.batch_size if eval_steps else None
   return inference.evaluate(
       model=model, eval_config=evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples),
@@ -74,6 +231,7 @@ def infer(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, mode
 
   Writes `output_file`, by default MODEL_DIR/inference/predictions.jsonl.
   """
+  _check_vocabulary_reachable(model)
   output_file = output_file or os.path.join(model_dir, 'inference', 'predictions.jsonl')
   count = inference.infer(
       model=model, dataset_config=dataset_cfg, output_file=output_file, partitioner=partitioner,

@@ -15,11 +15,16 @@ import jax
 import jax.numpy as jnp
 
 from prompt_tuning import scoring
+from prompt_tuning.errors import UserError
 
 Array = jax.Array
 Params = Any
 # (cache, [N] previous tokens) -> ([N, V] float32 logits, cache).
 StepFn = Callable[[Any, Array], Tuple[Array, Any]]
+
+
+class DecodingError(UserError, ValueError):
+  """A decoding method or option is not valid (one-line message naming it)."""
 
 
 def _cached_decoder(model: nn.Module, params: Params, encoder_input_tokens: Array,
@@ -144,7 +149,7 @@ def temperature_sample(model: nn.Module, params: Params, encoder_input_tokens: A
   returns as in `greedy_decode`.
   """
   if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
-    raise ValueError(f'Sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1; got '
+    raise DecodingError(f'Sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1; got '
                      f'temperature={temperature}, top_k={top_k}, top_p={top_p}.')
 
   def sample(logits: Array, step: Array) -> Array:
@@ -198,7 +203,7 @@ def beam_search(model: nn.Module, params: Params, encoder_input_tokens: Array,
     log-likelihood divided by `brevity_penalty(its length, alpha)`.
   """
   if num_beams < 1 or alpha < 0:
-    raise ValueError(f'Beam search needs num_beams >= 1 and alpha >= 0; got '
+    raise DecodingError(f'Beam search needs num_beams >= 1 and alpha >= 0; got '
                      f'num_beams={num_beams}, alpha={alpha}.')
   batch, beams, length = encoder_input_tokens.shape[0], num_beams, max_decode_length
   step, cache, cache_shapes = _cached_decoder(model, params, encoder_input_tokens, length,
@@ -272,7 +277,17 @@ class DecodingMethod:
 
   def __post_init__(self):
     if self.name not in METHODS:
-      raise ValueError(f'Unknown decoding method {self.name!r}; expected one of {METHODS}.')
+      raise DecodingError(f'Unknown decoding method {self.name!r}; expected one of {METHODS}.')
+    # The options of the chosen method are checked here, when gin builds the method, rather
+    # than when the first batch is decoded.
+    if self.name == 'beam_search' and (self.num_beams < 1 or self.alpha < 0):
+      raise DecodingError(f'Beam search needs num_beams >= 1 and alpha >= 0; got '
+                          f'num_beams={self.num_beams}, alpha={self.alpha}.')
+    if self.name == 'sample' and (self.temperature < 0 or self.top_k < 0
+                                  or not 0 < self.top_p <= 1):
+      raise DecodingError(f'Sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1; '
+                          f'got temperature={self.temperature}, top_k={self.top_k}, '
+                          f'top_p={self.top_p}.')
 
   def __call__(self, model: nn.Module, params: Params, encoder_input_tokens: Array,
                max_decode_length: int, rng: Optional[Array] = None,
@@ -285,7 +300,7 @@ class DecodingMethod:
       return beam_search(model, params, encoder_input_tokens, max_decode_length,
                          num_beams=self.num_beams, alpha=self.alpha, **common)
     if rng is None:
-      raise ValueError("Decoding method 'sample' needs an rng; none was given.")
+      raise DecodingError("Decoding method 'sample' needs an rng; none was given.")
     return temperature_sample(model, params, encoder_input_tokens, max_decode_length, rng,
                               temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                               **common)

@@ -5,6 +5,8 @@ Names follow T5X where T5X users will look for them (`models.EncoderDecoderModel
 `utils.DatasetConfig`, `partitioning.Partitioner`, `seqio.SentencePieceVocabulary`).
 """
 
+import ast
+import difflib
 import functools
 import logging
 import os
@@ -21,6 +23,7 @@ import seqio
 # `commands` registers train_script.train, eval_script.evaluate and infer_script.infer, so a
 # recipe may bind more than the running command uses.
 from prompt_tuning import checkpoints, commands, decoding, prompts  # pylint: disable=unused-import
+from prompt_tuning.checkpoints import numpy_prompts
 from prompt_tuning.errors import UserError
 from prompt_tuning.models import prompted, t5
 from prompt_tuning.runtime import checkpointing, evaluation, inputs, model, optimizer, partitioning
@@ -42,7 +45,14 @@ def read_embedding(checkpoint_path: Optional[str] = None,
   initializer and its fallback both ask for it, and it can be large and remote.
   """
   if embedding_file:
-    return np.load(embedding_file)
+    try:
+      embedding = numpy_prompts.read_array(embedding_file, 'EMBEDDING_FILE')
+    except checkpoints.CheckpointError as e:
+      raise GinConfigError(str(e)) from None
+    if embedding.ndim != 2:
+      raise GinConfigError(f'EMBEDDING_FILE {embedding_file} has shape {embedding.shape}; expected '
+                           'a [vocabulary, embedding] table.')
+    return embedding
   if not checkpoint_path:
     raise GinConfigError('A vocabulary-based prompt initializer needs INITIAL_CHECKPOINT_PATH or '
                          'EMBEDDING_FILE.')
@@ -117,6 +127,49 @@ _MISSING_MACRO = re.compile(r"(\w+)/macro\.value set to `%gin\.REQUIRED`|"
                             r"No bindings specified for '(\w+)/gin\.macro'")
 
 
+# gin.parse_config_file's words for a file found nowhere.
+_NOT_FOUND = re.compile(r'Unable to open file: (.*)\. Searched config paths: (.*)\.$')
+# The location gin appends to an error raised while a file or the bindings were parsed.
+_LOCATION = re.compile(r'^\s*In (?:file "(?P<file>[^"]*)",|bindings string) line (?P<line>\d+)\n'
+                       r'\s*(?P<text>.*)$', re.MULTILINE)
+
+
+def _gin_error(error: Exception) -> GinConfigError:
+  """One line for an error gin raised while parsing: what is wrong, and where.
+
+  gin writes the innermost location (file and line, or the bindings) on the
+  lines after its message; an include found nowhere names the including file.
+  """
+  message = str(error)
+  missing = _MISSING_MACRO.search(message)
+  if missing:
+    return _missing_macro_error(missing.group(1) or missing.group(2))
+  first = message.split('\n', 1)[0].strip() or type(error).__name__
+  location = _LOCATION.search(message)
+  if isinstance(error, SyntaxError):  # gin's parser gives the file (None: the bindings) and line
+    where = (f'gin file {error.filename} line {error.lineno}' if error.filename else
+             f'--gin_bindings line {error.lineno}')
+    return GinConfigError(f'{where}: {error.msg.rstrip(".")}: {(error.text or "").strip()}')
+  not_found = _NOT_FOUND.match(first)
+  if not_found:
+    name, prefixes = not_found.groups()
+    try:
+      folders = [p for p in dict.fromkeys(ast.literal_eval(prefixes)) if p]
+    except (ValueError, SyntaxError):
+      folders = [prefixes]
+    searched = 'as given' + ''.join(f', under {p}' for p in folders)
+    if location and location.group('file'):
+      return GinConfigError(f'gin file {location.group("file")} line {location.group("line")}: '
+                            f'include {name!r} not found (searched {searched}).')
+    return GinConfigError(f'--gin_file={name}: not found (searched {searched}; '
+                          '--gin_search_paths adds folders).')
+  if location:
+    where = (f'gin file {location.group("file")} line {location.group("line")}'
+             if location.group('file') else '--gin_bindings')
+    return GinConfigError(f'{where} ({location.group("text").strip()}): {first}')
+  return GinConfigError(f'gin: {first}')
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Sequence[str] = ()) -> None:
   """Parses files (later ones override earlier), then bindings, finding `gin/` and `configs/` files.
@@ -129,11 +182,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
   try:
     gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
     gin.finalize()
-  except (IOError, ValueError, SyntaxError) as e:
-    missing = _MISSING_MACRO.match(str(e))
-    if missing:
-      raise _missing_macro_error(missing.group(1) or missing.group(2)) from None
-    raise GinConfigError(f'gin: {str(e).splitlines()[0]}') from None
+  except (IOError, ValueError, SyntaxError, TypeError) as e:
+    raise _gin_error(e) from e  # the chain shows with --verbosity=1
   try:
     configure_data_sources()
   except ValueError as e:
@@ -149,3 +199,32 @@ def require_macros(names: Sequence[str]) -> None:
       value = gin.REQUIRED
     if value is gin.REQUIRED or getattr(value, 'selector', None) == 'gin.REQUIRED':
       raise _missing_macro_error(name)
+
+
+# A macro binding: a name without dots at the start of a line (indented lines are in a block).
+_MACRO_BINDING = re.compile(r'^([A-Za-z_]\w*)\s*=', re.MULTILINE)
+
+
+def _macros_in_use() -> set:
+  """Names of the macros that some binding of the parsed config refers to (`%NAME`)."""
+  # gin has no public view of its bindings; _CONFIG maps (scope, selector) to them.
+  bindings = gin.config._CONFIG  # pylint: disable=protected-access
+  return {ref.scoped_selector.rsplit('/', 1)[0] for ref in gin.config.iterate_references(bindings)
+          if ref.selector == 'gin.macro'}
+
+
+def check_bound_macros_are_used(bindings: Sequence[str]) -> None:
+  """Fails on a macro set in `bindings` (the command line) that nothing uses: a misspelling.
+
+  Gin itself accepts it silently. Only macros are checked (names without dots);
+  a misspelled parameter binding is already gin's error.
+  """
+  used = _macros_in_use()
+  for binding in bindings:
+    for name in _MACRO_BINDING.findall(binding):
+      if name in used:
+        continue
+      close = difflib.get_close_matches(name, sorted(used), n=1)
+      hint = (f'; did you mean {close[0]}?' if close else
+              '; check the spelling and the --gin_file list.')
+      raise GinConfigError(f'--gin.{name}: no gin file uses the macro {name}{hint}')

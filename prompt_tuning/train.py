@@ -1,15 +1,20 @@
 """`python -m prompt_tuning.train`: train a prompt (or, with model_finetune.gin, the whole model).
 
-As T5X's train.py: `--gin_file`, `--gin.NAME=VALUE`, `--gin_search_paths`,
-`--tfds_data_dir`, and `--multiprocess` for multi-host runs.
+As T5X's train.py: `--gin_file` (in order), `--gin.NAME=VALUE` for a macro or
+a parameter (e.g. --gin.TRAIN_STEPS=1000), `--gin_search_paths`,
+`--tfds_data_dir`, and `--multiprocess` for multi-host runs; `--dry_run`
+checks the configuration and prints it. A wrong setting, file or flag ends in
+one line `error: ...` (exit status 2) that names it; `--verbosity=1` also logs
+the traceback.
 """
 
-from prompt_tuning import cli, commands
+from prompt_tuning import cli
 
 
 def main() -> None:
+  from prompt_tuning import commands  # pylint: disable=g-import-not-at-top (after the flags)
   cli.initialize_distributed()
-  if not cli.parse_gin(commands.TRAIN_MACROS):
+  if not cli.parse_gin(commands.TRAIN_MACROS, commands.check_train_settings):
     return
   result = commands.train()
   for task, metrics in result.eval_metrics.items():

@@ -287,3 +287,15 @@ def snapshot(directory: os.PathLike) -> Optional[Dict[str, tuple]]:
     return None
   return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
           for p in sorted(root.rglob('*'))}
+
+
+def file_contents(directory: os.PathLike) -> Optional[Dict[str, Optional[bytes]]]:
+  """Every entry under `directory`: a file's bytes, None for a folder (None: no such folder).
+
+  Two equal results mean that nothing under `directory` was written, added or removed.
+  """
+  root = pathlib.Path(directory)
+  if not root.exists():
+    return None
+  return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+          for p in sorted(root.rglob('*'))}

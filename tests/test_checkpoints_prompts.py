@@ -55,3 +55,56 @@ def test_missing_or_corrupt_prompt_files_are_one_line_errors(tmp_path):
   _one_line_error(lambda: checkpoints.read_prompt(missing), 'not found')
   (tmp_path / 'bad.npy').write_bytes(b'\x93NUMPY garbage')
   _one_line_error(lambda: checkpoints.read_prompt(str(tmp_path / 'bad.npy')), 'not a .npy file')
+
+
+def _save(path, array, allow_pickle=False):
+  with open(path, 'wb') as f:  # a file object: np.save adds no suffix
+    np.save(f, array, allow_pickle=allow_pickle)
+  return str(path)
+
+
+@pytest.mark.parametrize('array', [np.zeros((2, 8), np.int64), np.zeros((2, 8), bool),
+                                   np.zeros((2, 8), np.complex64), np.array(['a', 'b'])],
+                         ids=['int', 'bool', 'complex', 'string'])
+def test_a_prompt_file_that_does_not_hold_floats_is_refused_not_cast(tmp_path, array):
+  path = _save(tmp_path / 'prompt.npy', array)
+  message = _one_line_error(lambda: checkpoints.read_prompt(path), 'expected floating point')
+  assert path in message and str(array.dtype) in message
+
+
+def test_a_prompt_file_of_python_objects_is_refused_without_unpickling(tmp_path):
+  path = _save(tmp_path / 'prompt.npy', np.array([{'a': 1}, None], dtype=object), True)
+  message = _one_line_error(lambda: checkpoints.read_prompt(path), 'Python objects')
+  assert path in message and 'allow_pickle' not in message
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf])
+def test_a_prompt_file_with_non_finite_values_names_their_count_and_the_first(tmp_path, value):
+  prompt = np.ones((3, 8), np.float32)
+  prompt[2, 5] = prompt[1, 4] = value
+  path = _save(tmp_path / 'prompt.npy', prompt)
+  message = _one_line_error(lambda: checkpoints.read_prompt(path), 'non-finite')
+  assert path in message and '2 non-finite' in message and 'index (1, 4)' in message
+
+
+@pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
+def test_float_prompt_files_of_any_precision_read_as_float32(tmp_path, dtype):
+  prompt = np.random.default_rng(0).normal(size=(3, 8)).astype(dtype)
+  read = checkpoints.read_prompt(_save(tmp_path / 'prompt.npy', prompt))
+  assert read.dtype == np.float32
+  np.testing.assert_array_equal(read, prompt.astype(np.float32))
+
+
+def test_empty_npz_text_and_truncated_prompt_files_name_the_file(tmp_path):
+  cases = {'empty.npy': (b'', 'is empty'), 'text.npy': (b'0.1 0.2\n', 'not a .npy file')}
+  for name, (data, match) in cases.items():
+    (tmp_path / name).write_bytes(data)
+    assert str(tmp_path / name) in _one_line_error(
+        lambda: checkpoints.read_prompt(str(tmp_path / name)), match)
+  with open(tmp_path / 'archive.npy', 'wb') as f:
+    np.savez(f, prompt=np.zeros((2, 8)))
+  _one_line_error(lambda: checkpoints.read_prompt(str(tmp_path / 'archive.npy')), '.npz archive')
+  whole = _save(tmp_path / 'whole.npy', np.zeros((4, 8)))
+  (tmp_path / 'truncated.npy').write_bytes(open(whole, 'rb').read()[:-10])
+  _one_line_error(lambda: checkpoints.read_prompt(str(tmp_path / 'truncated.npy')),
+                  'not a .npy file')

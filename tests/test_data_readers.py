@@ -52,6 +52,25 @@ def test_a_malformed_json_line_names_file_and_line(tmp_path):
   assert _one_line_error(_read_rte, path).startswith(f'{path}:2: not valid JSON')
 
 
+@pytest.mark.parametrize('gzipped', [False, True], ids=['plain', 'gzip'])
+def test_a_json_line_that_is_not_utf8_names_file_line_and_byte(tmp_path, gzipped):
+  data = (GOOD + '\n' + GOOD.replace('"p"', '"caf\xe9"', 1) + '\n').encode('latin-1')
+  path = tmp_path / ('val.jsonl.gz' if gzipped else 'val.jsonl')
+  path.write_bytes(gzip.compress(data) if gzipped else data)
+  column = GOOD.index('"p"') + 5  # the byte after 'caf', counted from 1
+  assert _one_line_error(_read_rte, str(path)) == (
+      f'{path}:2: not valid UTF-8 (byte 0xe9 at column {column})')
+
+
+def test_a_tsv_line_that_is_not_utf8_names_file_and_line(tmp_path):
+  path = _glue_file(tmp_path, [['index', 'sentence1', 'sentence2', 'label'],
+                               ['0', 'a', 'b', 'entailment']])
+  with open(path, 'ab') as f:
+    f.write(b'1\ta\t\xff\tentailment\n')
+  assert _one_line_error(datasets.GLUE['rte'].read, [path], 'validation').startswith(
+      f'{path}:3: not valid UTF-8 (byte 0xff')
+
+
 def test_a_missing_field_is_named(tmp_path):
   path = _write_lines(tmp_path / 'val.jsonl', [json.dumps({'premise': 'p', 'idx': 0})])
   assert _one_line_error(_read_rte, path) == f"{path}:1: field 'hypothesis' is missing"

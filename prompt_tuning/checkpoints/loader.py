@@ -30,10 +30,10 @@ _UNSEEN_FIELDS = ('relative_attention_max_distance', 'layer_norm_epsilon')
 def open_checkpoint(path_or_id: str) -> Checkpoint:
   """The lazy reader of whatever checkpoint `path_or_id` holds (local, `gs://`, or a hub id)."""
   path = path_or_id.rstrip('/')
-  if storage.exists(f'{path}/{t5x.MSGPACK_FILE}'):
+  if storage.exists(f'{path}/{t5x.MSGPACK_FILE}', t5x.SETTING):
     return t5x.T5XCheckpoint(path)
-  if (storage.exists(f'{path}/{t5x.ORBAX_ITEM}/{t5x.ORBAX_METADATA}') or
-      storage.exists(f'{path}/{t5x.ORBAX_METADATA}')):
+  if (storage.exists(f'{path}/{t5x.ORBAX_ITEM}/{t5x.ORBAX_METADATA}', t5x.SETTING) or
+      storage.exists(f'{path}/{t5x.ORBAX_METADATA}', t5x.SETTING)):
     return t5x.OrbaxT5XCheckpoint(path)
   is_hub_id = (_HUB_ID.fullmatch(path) and not os.path.exists(path) and
                not path.startswith(('.', '~')))
@@ -89,7 +89,7 @@ def load_t5(path_or_id: str, size: Optional[str] = None, *, config: Optional[t5.
       not fit the model (the message names the array and both shapes).
   """
   if size is not None and config is not None:
-    raise ValueError('Pass either size or config to load_t5, not both.')
+    raise CheckpointError('Pass either size or config to load_t5, not both.')
   checkpoint = open_checkpoint(path_or_id)
   if size is not None:
     config = t5.config_for_size(size)

@@ -34,13 +34,59 @@ def write_prompt(directory: str, prompt: Any, param_path: str = PROMPT_PARAM_PAT
   return path
 
 
+_NPY_MAGIC = b'\x93NUMPY'
+_ZIP_MAGIC = b'PK\x03\x04'
+_KINDS = {'b': 'boolean', 'i': 'integer', 'u': 'unsigned integer', 'c': 'complex', 'U': 'string',
+          'S': 'bytes', 'V': 'raw (void)', 'M': 'datetime', 'm': 'timedelta'}
+
+
+def read_array(path: str, what: str = 'prompt file') -> np.ndarray:
+  """The floating-point array in the `.npy` file `path`, every value finite.
+
+  Anything else (an empty file, a `.npz` archive, text, a pickle, integers,
+  strings, NaN or Inf) is a one-line CheckpointError naming `what` and `path`.
+  Nothing is unpickled.
+  """
+  try:
+    data = storage.read_bytes(path)
+  except CheckpointError as e:  # missing or unreadable
+    raise CheckpointError(f'{what}: {e}') from None
+  if not data:
+    raise CheckpointError(f'{what} {path} is empty; expected a .npy array (numpy.save).')
+  if not data.startswith(_NPY_MAGIC):
+    kind = 'a .npz archive' if data.startswith(_ZIP_MAGIC) else f'starts with {data[:8]!r}'
+    raise CheckpointError(f'{what} {path} is not a .npy file ({kind}); expected a .npy array '
+                          '(numpy.save).')
+  try:
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+  except ValueError as e:
+    if 'allow_pickle' in str(e):  # an object array, stored as a pickle
+      raise CheckpointError(f'{what} {path} holds Python objects; expected floating point '
+                            'values (float16, float32 or float64).') from None
+    raise CheckpointError(f'{what} {path} is not a .npy file numpy can read: {one_line(e)}'
+                          ) from None
+  except (EOFError, OSError) as e:  # truncated data
+    raise CheckpointError(f'{what} {path} is not a .npy file numpy can read: {one_line(e)}'
+                          ) from None
+  if array.dtype.kind != 'f':
+    kind = _KINDS.get(array.dtype.kind, 'non-float')
+    raise CheckpointError(f'{what} {path} holds {kind} values ({array.dtype}); expected floating '
+                          'point (float16, float32 or float64).')
+  finite = np.isfinite(array)
+  if not finite.all():
+    bad = np.argwhere(~finite)
+    raise CheckpointError(f'{what} {path} holds {len(bad)} non-finite values (NaN or Inf), the '
+                          f'first at index {tuple(int(i) for i in bad[0])}.')
+  return array
+
+
 def read_prompt(path: str, expected_shape: Optional[Sequence[int]] = None,
                 dtype: Any = np.float32) -> np.ndarray:
-  """The prompt in the `.npy` file `path`, cast to `dtype`, checked against `expected_shape`."""
-  try:
-    prompt = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
-  except ValueError as e:  # np.load's error for bytes that are not a .npy file
-    raise CheckpointError(f'{path} is not a .npy file: {one_line(e)}') from None
+  """The prompt in the `.npy` file `path`, cast to `dtype`, checked against `expected_shape`.
+
+  The file must hold finite floating-point values (see `read_array`).
+  """
+  prompt = read_array(path)
   check_shape(prompt, expected_shape, f'Prompt file {path}')
   return prompt.astype(dtype)
 

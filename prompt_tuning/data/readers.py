@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
@@ -31,15 +32,32 @@ def _is_test(split: str) -> bool:
   return split.startswith('test')
 
 
+# How undecodable bytes look after decoding with errors='surrogateescape': U+DC80..U+DCFF.
+_UNDECODABLE = re.compile('[\udc80-\udcff]')
+
+
+def _checked_lines(lines: Iterable[str], path: str) -> Iterator[str]:
+  """`lines`, failing with `file:line` at the first one that was not valid UTF-8."""
+  for number, line in enumerate(lines, start=1):
+    bad = _UNDECODABLE.search(line)
+    if bad:
+      raise errors.DataError(f'{path}:{number}: not valid UTF-8 (byte '
+                             f'0x{ord(bad.group()) - 0xdc00:02x} at column {bad.start() + 1})')
+    yield line
+
+
 @contextlib.contextmanager
-def _open_text(path: str) -> Iterator[IO[str]]:
-  """A UTF-8 text file, local or remote, gunzipped if its name ends in `.gz`."""
-  if not path.endswith('.gz'):
-    with epath.Path(path).open('r', encoding='utf-8') as f:
-      yield f
-    return
-  with epath.Path(path).open('rb') as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-    yield io.TextIOWrapper(unzipped, encoding='utf-8')
+def _open_text(path: str) -> Iterator[Iterator[str]]:
+  """The lines of a UTF-8 text file, local or remote, gunzipped if its name ends in `.gz`.
+
+  A line that is not valid UTF-8 is a DataError naming the file and line.
+  """
+  with contextlib.ExitStack() as stack:
+    binary = stack.enter_context(epath.Path(path).open('rb'))
+    if path.endswith('.gz'):
+      binary = stack.enter_context(gzip.GzipFile(fileobj=binary))
+    text = io.TextIOWrapper(binary, encoding='utf-8', errors='surrogateescape')
+    yield _checked_lines(text, path)
 
 
 def _get(row: Mapping[str, Any], key: str, kind: type, where: str, prefix: str = '') -> Any:
@@ -288,7 +306,7 @@ def mrpc(paths: Sequence[str], split: str) -> list[Example]:
       dev_ids = {tuple(row[:2]) for row in csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)}
   examples = []
   with _open_text(paths[0]) as f:
-    text = f.read().lstrip('\ufeff')  # The train file starts with a byte-order mark.
+    text = ''.join(f).lstrip('\ufeff')  # The train file starts with a byte-order mark.
   reader = csv.DictReader(io.StringIO(text), delimiter='\t', quoting=csv.QUOTE_NONE)
   for column in ('Quality', '#1 ID', '#2 ID', '#1 String', '#2 String'):
     if column not in (reader.fieldnames or []):

@@ -14,11 +14,16 @@ import numpy as np
 from absl import logging
 
 from prompt_tuning import checkpoints
+from prompt_tuning.errors import UserError
 
 Initializer = Callable[..., jax.Array]
 
 
-class PromptShapeError(ValueError):
+class PromptInitError(UserError, ValueError):
+  """A prompt initializer cannot make the prompt it is configured for (one-line message)."""
+
+
+class PromptShapeError(PromptInitError):
   """A prompt value does not have the shape the model's prompt parameter expects."""
 
 
@@ -100,7 +105,7 @@ def class_labels(embedding: np.ndarray, vocabulary: Tokenizer, labels: Sequence[
   for label in labels:
     tokens = list(vocabulary.encode(label))
     if not tokens:
-      raise ValueError(f'Class label {label!r} tokenizes to no tokens.')
+      raise PromptInitError(f'Class label {label!r} tokenizes to no tokens.')
     rows.append(embedding[tokens].mean(axis=0))
   return _fill_rows(np.stack(rows), fallback, f'class labels {list(labels)}', keep_first=True)
 

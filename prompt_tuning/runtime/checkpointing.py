@@ -272,9 +272,10 @@ class Checkpointer:
                             f'{"; ".join(refused)}. Set them back, or use a new MODEL_DIR.')
         restored = self.restore(like, step)
       except CorruptCheckpointError as e:
-        logging.warning('Skipping a damaged checkpoint: %s', e)
         self.corrupt[step] = str(e)
         continue
+      for damaged in self.corrupt.values():
+        logging.warning('Skipping a damaged checkpoint: %s', damaged)
       return restored
     if self.corrupt:
       newest = max(self.corrupt)

@@ -8,12 +8,14 @@ with PROMPT_FILE), or, when `checkpoint_path` names a training checkpoint
 import json
 import os
 import re
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from prompt_tuning.errors import UserError
 from prompt_tuning.runtime import checkpointing, evaluation, inputs, initial_params, partitioning
 from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -23,13 +25,17 @@ from prompt_tuning.runtime.trainer import Trainer
 Params = Any
 
 
+class InferenceError(UserError, ValueError):
+  """CHECKPOINT_PATH or INPUT_FILE cannot be used (one-line message naming it)."""
+
+
 def _checkpoint_location(checkpoint_path: str) -> Tuple[str, int]:
   """`.../MODEL_DIR/checkpoint_<step>` -> (MODEL_DIR, step)."""
   path = checkpoint_path.rstrip('/')
   match = re.fullmatch(r'checkpoint_(\d+)', os.path.basename(path))
   if not match or not os.path.isdir(path):
-    raise FileNotFoundError(f'CHECKPOINT_PATH={checkpoint_path} is not a training checkpoint '
-                            'folder (MODEL_DIR/checkpoint_<step>).')
+    raise InferenceError(f'CHECKPOINT_PATH={checkpoint_path} is not a training checkpoint '
+                         'folder (MODEL_DIR/checkpoint_<step>).')
   return os.path.dirname(path), int(match.group(1))
 
 
@@ -38,16 +44,17 @@ def load_params(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig
                 initial_checkpoint_path: Optional[str], frozen_dtype: Any,
                 checkpoint_path: Optional[str] = None, seed: int = 0):
   """The full parameters to evaluate. Returns (mesh, param shardings, params, step)."""
+  location = _checkpoint_location(checkpoint_path) if checkpoint_path else None
   mesh, shapes, shardings, labels = prepare(model, dataset_config, partitioner, trainable_regexes)
   params = initial_params.initial_params(model, shapes, shardings, labels, initial_checkpoint_path,
                                          frozen_dtype, seed)
-  if not checkpoint_path:
+  if location is None:
     return mesh, shardings, params, 0
-  model_dir, step = _checkpoint_location(checkpoint_path)
+  model_dir, step = location
   trainable, frozen = optim.split(params, labels)
   state = Trainer(model, labels, shardings, mesh).create_state(trainable, seed)
   checkpointer = checkpointing.Checkpointer(model_dir)
-  state, _ = checkpointer.restore(state, step)
+  state = checkpointer.restore(state, step).state
   checkpointer.close()
   return mesh, shardings, optim.merge(state.trainable, frozen), step
 
@@ -65,21 +72,63 @@ def evaluate(*, model: EncoderDecoderModel, eval_config: evaluation.EvalConfig, 
   return evaluator.evaluate(params, step)
 
 
+def _input_lines(input_file: str) -> List[Tuple[int, str]]:
+  """(line number, text) of each non-blank line of INPUT_FILE, which must be UTF-8."""
+  if not tf.io.gfile.exists(input_file):
+    raise InferenceError(f'INPUT_FILE={input_file!r}: no such file.')
+  with tf.io.gfile.GFile(input_file, 'rb') as f:
+    raw_lines = f.read().split(b'\n')
+  lines = []
+  for number, raw in enumerate(raw_lines, start=1):
+    try:
+      text = raw.decode('utf-8').rstrip('\r')
+    except UnicodeDecodeError as e:
+      raise InferenceError(f'INPUT_FILE {input_file}:{number}: not valid UTF-8 (byte '
+                           f'0x{raw[e.start]:02x} at column {e.start + 1}).') from None
+    if text.strip():
+      lines.append((number, text))
+  if not lines:
+    raise InferenceError(f'INPUT_FILE {input_file} holds no input lines.')
+  return lines
+
+
+def _warn_of_truncation(input_file: str, limit: int, long_lines: List[Tuple[int, int]],
+                        total: int) -> None:
+  """One warning for all the input lines that are cut to the inputs feature length."""
+  if not long_lines:
+    return
+  shown = ', '.join(f'line {number} ({count} tokens)' for number, count in long_lines[:5])
+  more = f' and {len(long_lines) - 5} more' if len(long_lines) > 5 else ''
+  logging.warning('INPUT_FILE %s: %d of %d lines have more than the %d tokens that '
+                  "TASK_FEATURE_LENGTHS['inputs'] allows before EOS and are truncated: %s%s",
+                  input_file, len(long_lines), total, limit, shown, more)
+
+
 def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.DatasetConfig
-                  ) -> Iterator[Tuple[List[str], Dict[str, np.ndarray], int]]:
-  """Raw input lines -> (texts, zero-padded model features, count), tokenized like task inputs."""
+                  ) -> List[Tuple[List[str], Dict[str, np.ndarray], int]]:
+  """Raw input lines -> (texts, zero-padded model features, count), tokenized like task inputs.
+
+  Reads and tokenizes the whole file at once, so that a bad file fails before
+  the model is built; warns once of the lines that are truncated.
+  """
   length = dataset.task_feature_lengths['inputs']
-  with tf.io.gfile.GFile(input_file) as f:
-    texts = [line.rstrip('\n') for line in f if line.strip()]
-  if not texts:
-    raise ValueError(f'{input_file} holds no input lines.')
-  for start in range(0, len(texts), dataset.batch_size):
-    chunk = texts[start:start + dataset.batch_size]
+  lines = _input_lines(input_file)
+  encoded, long_lines = [], []
+  for number, text in lines:
+    ids = list(model.vocabulary.encode(text))
+    if len(ids) > length - 1:
+      long_lines.append((number, len(ids)))
+    encoded.append(ids[:length - 1] + [1])
+  _warn_of_truncation(input_file, length - 1, long_lines, len(lines))
+  batches = []
+  for start in range(0, len(lines), dataset.batch_size):
+    chunk = encoded[start:start + dataset.batch_size]
     tokens = np.zeros((dataset.batch_size, length), np.int32)
-    for row, text in enumerate(chunk):
-      ids = list(model.vocabulary.encode(text))[:length - 1] + [1]
+    for row, ids in enumerate(chunk):
       tokens[row, :len(ids)] = ids
-    yield chunk, {'encoder_input_tokens': tokens}, len(chunk)
+    texts = [text for _, text in lines[start:start + dataset.batch_size]]
+    batches.append((texts, {'encoder_input_tokens': tokens}, len(chunk)))
+  return batches
 
 
 def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):
@@ -107,11 +156,12 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
 
   Returns the number of lines written. The file appears whole or not at all.
   """
+  # The input file is read first: a missing or bad one fails before the model is built.
+  text_batches = _text_batches(input_file, model, dataset_config) if input_file else None
   mesh, shardings, params, _ = load_params(model, dataset_config, partitioner, trainable_regexes,
                                            initial_checkpoint_path, frozen_dtype, checkpoint_path,
                                            seed)
-  batches = (_text_batches(input_file, model, dataset_config) if input_file
-             else _task_batches(dataset_config, model))
+  batches = text_batches if input_file else _task_batches(dataset_config, model)
   data_sharding = partitioning.data_sharding(mesh)
   max_length = dataset_config.task_feature_lengths['targets']
   predict = jax.jit(lambda p, b, r: model.predict_batch(p, b, max_length, r),

@@ -10,8 +10,14 @@ from typing import Dict, Optional, Tuple, Union
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning.errors import UserError
+
 Array = jax.Array
 NormalizingFactor = Optional[Union[float, int, str]]
+
+
+class LossConfigError(UserError, ValueError):
+  """LOSS_NORMALIZING_FACTOR (or another loss setting) is not valid."""
 
 
 def cross_entropy_with_logits(logits: Array, targets: Array, z_loss: float,
@@ -56,8 +62,8 @@ def weighted_loss(logits: Array, targets: Array, weights: Array, *, z_loss: floa
   if loss_normalizing_factor == 'NUM_REAL_TARGET_TOKENS':
     loss = total / jnp.maximum(num_tokens, 1.0)
   elif isinstance(loss_normalizing_factor, str):
-    raise ValueError(f'Unknown loss_normalizing_factor {loss_normalizing_factor!r}; use a number, '
-                     "None or 'NUM_REAL_TARGET_TOKENS'.")
+    raise LossConfigError(f'Unknown LOSS_NORMALIZING_FACTOR {loss_normalizing_factor!r}; use a '
+                          "number, None or 'NUM_REAL_TARGET_TOKENS'.")
   elif loss_normalizing_factor is not None:
     loss = total / loss_normalizing_factor
   else:
