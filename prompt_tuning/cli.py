@@ -169,6 +169,10 @@ def _parse_flags(argv: List[str]) -> List[str]:
     _fail(f'{" ".join(str(e).split())} (--help lists the flags)')
 
 
+def _drop_orbax_thread_tracebacks(record: python_logging.LogRecord) -> bool:
+  return not (record.exc_info and f'orbax{os.sep}checkpoint' in record.pathname)
+
+
 def run(main: Callable[[], None]) -> None:
   """Runs `main` under absl with T5X's flag conventions; user errors exit with one line."""
 
@@ -178,9 +182,10 @@ def run(main: Callable[[], None]) -> None:
     if not FLAGS['verbosity'].present:
       # The console shows progress lines; --verbosity=0 brings back every INFO log line.
       logging.set_verbosity(logging.WARNING)
-      # A failed background write of orbax (a full disk) also leaves asyncio "exception was never
-      # retrieved" records, with tracebacks, for the error that the command reports in one line.
+      # A failed background write of orbax (a full disk) is logged with its traceback by orbax's
+      # thread and by asyncio, then raised to the command, which reports it in one line.
       python_logging.getLogger('asyncio').setLevel(python_logging.CRITICAL)
+      python_logging.getLogger('absl').addFilter(_drop_orbax_thread_tracebacks)
     with _native_noise_filtered():
       importlib.import_module('prompt_tuning.gin_config')  # TensorFlow, JAX, seqio
     try:
