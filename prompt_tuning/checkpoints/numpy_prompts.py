@@ -49,6 +49,8 @@ def read_array(path: str, what: str = 'prompt file') -> np.ndarray:
   """
   try:
     data = storage.read_bytes(path)
+  except storage.UnreachableError:  # its message already says what to do
+    raise
   except CheckpointError as e:  # missing or unreadable
     raise CheckpointError(f'{what}: {e}') from None
   if not data:
