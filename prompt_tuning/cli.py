@@ -173,20 +173,6 @@ def _drop_orbax_thread_tracebacks(record: python_logging.LogRecord) -> bool:
   return not (record.exc_info and f'orbax{os.sep}checkpoint' in record.pathname)
 
 
-def _without_closed_loop_callbacks(excepthook):
-  """Drops "Event loop is closed" from tensorstore callbacks that finish after a failed orbax save.
-
-  tensorstore prints errors of its callbacks through sys.excepthook; after a
-  failed save, writes still in flight call back into orbax's loop, closed by then.
-  """
-
-  def hook(kind, value, traceback):
-    if not (kind is RuntimeError and str(value) == 'Event loop is closed'):
-      excepthook(kind, value, traceback)
-
-  return hook
-
-
 def run(main: Callable[[], None]) -> None:
   """Runs `main` under absl with T5X's flag conventions; user errors exit with one line."""
 
@@ -200,7 +186,6 @@ def run(main: Callable[[], None]) -> None:
       # thread and by asyncio, then raised to the command, which reports it in one line.
       python_logging.getLogger('asyncio').setLevel(python_logging.CRITICAL)
       python_logging.getLogger('absl').addFilter(_drop_orbax_thread_tracebacks)
-      sys.excepthook = _without_closed_loop_callbacks(sys.excepthook)
     with _native_noise_filtered():
       importlib.import_module('prompt_tuning.gin_config')  # TensorFlow, JAX, seqio
     try:

