@@ -2,10 +2,11 @@
 
 Movie-review-like sentences are generated from word lists, so nothing is
 downloaded. The frozen model is pre-trained on *instructed* tasks
-("sentiment: <review>" -> positive/negative, "noun: ...", "adjective: ...");
-the prompt is then tuned on the sentiment task *without* its instruction, and
-has to take its place. The vocabulary is a word-level SentencePiece model
-trained on these sentences, once, into the cache folder.
+("sentiment: <review>" -> positive/negative, "noun: ...", "adjective: ...")
+and on the bare review -> its adjective, its default answer; the prompt is
+then tuned on the sentiment task *without* its instruction, and has to take
+its place. The vocabulary is a word-level SentencePiece model trained on
+these sentences, once, into the cache folder.
 """
 
 import functools
@@ -106,11 +107,13 @@ def _register(name: str, instruction: str, target: str) -> None:
       output_features=FEATURES, metric_fns=[accuracy])
 
 
-# What the frozen model learns before any prompt exists.
+# What the frozen model learns before any prompt exists: each instructed task, and the
+# bare review -> its adjective, so that without an instruction it answers with the adjective.
 for _field, _instruction in INSTRUCTIONS.items():
   _register(f'demo_instructed_{_field}', _instruction, _field)
+_register('demo_adjective', '', 'adjective')
+PRETRAINING_TASKS = (*[f'demo_instructed_{f}' for f in INSTRUCTIONS], 'demo_adjective')
 if 'demo_pretraining' not in seqio.MixtureRegistry.names():
-  seqio.MixtureRegistry.add('demo_pretraining',
-                            [f'demo_instructed_{f}' for f in INSTRUCTIONS], default_rate=1.0)
+  seqio.MixtureRegistry.add('demo_pretraining', list(PRETRAINING_TASKS), default_rate=1.0)
 # What the prompt learns: the same reviews, with no instruction.
 _register('demo_sentiment', '', 'sentiment')
