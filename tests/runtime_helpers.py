@@ -299,3 +299,26 @@ def file_contents(directory: os.PathLike) -> Optional[Dict[str, Optional[bytes]]
     return None
   return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
           for p in sorted(root.rglob('*'))}
+
+
+# A watcher process of its own, so that no lock of the test process (nor its busy threads)
+# delays the signal.
+_SIGNAL_WHEN_PRESENT = """
+import os, sys, time
+path, pid, signum, deadline = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), time.monotonic() + 240
+while not os.path.isdir(path) and time.monotonic() < deadline:
+  time.sleep(0.01)
+os.kill(pid, signum)
+"""
+
+
+def signal_when_present(folder: os.PathLike, pid: int, signum: int) -> subprocess.Popen:
+  """Starts a watcher that sends `signum` to `pid` once `folder` exists (a committed checkpoint)."""
+  return subprocess.Popen([sys.executable, '-c', _SIGNAL_WHEN_PRESENT, str(folder), str(pid),
+                           str(int(signum))])
+
+
+def committed_steps(model_dir: os.PathLike) -> List[int]:
+  """The steps of the committed `checkpoint_<step>` folders in `model_dir`, in order."""
+  return sorted(int(p.name.split('_')[1]) for p in pathlib.Path(model_dir).glob('checkpoint_*')
+                if p.name.split('_')[1].isdigit())

@@ -8,8 +8,6 @@ no dropout, so the RNG's round trip is checked on the Checkpointer itself.
 """
 
 import signal
-import subprocess
-import sys
 
 import flax
 import jax
@@ -25,21 +23,6 @@ from prompt_tuning.runtime.trainer import TrainState
 HALF = h.TRAINED_STEPS // 2
 
 
-# A watcher of its own, so that no lock of this process (nor its busy threads) delays the kill.
-_KILL_WHEN_COMMITTED = """
-import os, signal, sys, time
-checkpoint, pid, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + 240
-while not os.path.isdir(checkpoint) and time.monotonic() < deadline:
-  time.sleep(0.01)
-os.kill(pid, signal.SIGKILL)
-"""
-
-
-def committed_steps(model_dir):
-  return sorted(int(p.name.split('_')[1]) for p in model_dir.glob('checkpoint_*')
-                if p.name.split('_')[1].isdigit())
-
-
 @pytest.fixture(scope='module')
 def restarted(tmp_path_factory):
   """(MODEL_DIR, step resumed from, TrainResult) of the killed and restarted run."""
@@ -47,15 +30,15 @@ def restarted(tmp_path_factory):
   macros = h.trained_macros(model_dir)
   child = h.start(h.cli_command('train', h.TRAIN_GIN, macros))
   # Orbax renames the checkpoint folder into place when it commits the save.
-  killer = subprocess.Popen([sys.executable, '-c', _KILL_WHEN_COMMITTED,
-                             str(model_dir / f'checkpoint_{HALF}'), str(child.process.pid)])
+  killer = h.signal_when_present(model_dir / f'checkpoint_{HALF}', child.process.pid,
+                                 signal.SIGKILL)
   h.trained_run()  # the straight run, meanwhile
   killed = h.finish(child)
   if killer.poll() is None:  # the child ended on its own: no kill is due any more
     killer.kill()
   killer.wait()
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-  steps = committed_steps(model_dir)
+  steps = h.committed_steps(model_dir)
   assert HALF in steps and h.TRAINED_STEPS not in steps, steps
   # A save that crashed before its commit: orbax's temporary folder, half written.
   partial = model_dir / f'checkpoint_{steps[-1] + 5}.orbax-checkpoint-tmp' / 'state'
@@ -82,8 +65,8 @@ def test_a_killed_and_restarted_run_ends_with_the_prompt_of_a_straight_run(resta
 
 def test_every_period_leaves_a_checkpoint(restarted):
   model_dir, _, _ = restarted
-  assert committed_steps(model_dir) == [5, 10, 15, 20]
-  assert committed_steps(h.trained_run()[0]) == [5, 10, 15, 20]
+  assert h.committed_steps(model_dir) == [5, 10, 15, 20]
+  assert h.committed_steps(h.trained_run()[0]) == [5, 10, 15, 20]
 
 
 def test_a_checkpoint_holds_the_prompt_and_its_optimizer_state_only():

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -27,11 +26,6 @@ from prompt_tuning.runtime.trainer import TrainState
 
 PROMPT_FILE = 'encoder.prompt.prompt.npy'
 NO_EVAL = {'train_script.train.infer_eval_dataset_cfg': 'None'}
-
-
-def committed_steps(model_dir):
-  return sorted(int(p.name.split('_')[1]) for p in model_dir.glob('checkpoint_*')
-                if p.name.split('_')[1].isdigit())
 
 
 def straight_prompt():
@@ -181,7 +175,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_saves_nothing_af
   assert 'Traceback' not in result.stderr
   # The resumed run trains with the learning rate it is given, not the one saved.
   assert "learning_rate changed from 1.0 to inf" in result.stderr
-  assert committed_steps(model_dir) == [5, 10, 15, 20]
+  assert h.committed_steps(model_dir) == [5, 10, 15, 20]
   for export in (model_dir / 'numpy_checkpoints').rglob('*.npy'):
     assert np.isfinite(np.load(export)).all(), export
 
@@ -211,25 +205,16 @@ def test_a_second_run_on_the_same_model_dir_fails_at_once_and_a_dead_runs_lock_i
   third = h.check(h.finish(h.start(h.cli_command('train', h.TRAIN_GIN,
                                                  h.train_macros(model_dir, 3)))))
   assert 'stale lock' in third.stderr and str(first.process.pid) in third.stderr
-  assert committed_steps(model_dir) == [3]
+  assert h.committed_steps(model_dir) == [3]
   assert not lock.exists()
-
-
-_TERM_WHEN_COMMITTED = """
-import os, signal, sys, time
-checkpoint, pid, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + 240
-while not os.path.isdir(checkpoint) and time.monotonic() < deadline:
-  time.sleep(0.01)
-os.kill(pid, signal.SIGTERM)
-"""
 
 
 def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_bit_identical(tmp_path):
   model_dir = tmp_path / 'preempted'
   macros = h.trained_macros(model_dir)
   child = h.start(h.cli_command('train', h.TRAIN_GIN, macros))
-  signaller = subprocess.Popen([sys.executable, '-c', _TERM_WHEN_COMMITTED,
-                                str(model_dir / 'checkpoint_10'), str(child.process.pid)])
+  signaller = h.signal_when_present(model_dir / 'checkpoint_10', child.process.pid,
+                                    signal.SIGTERM)
   preempted = h.finish(child)
   signaller.wait()
   assert preempted.returncode == 143, preempted.stderr[-3000:]
@@ -237,7 +222,7 @@ def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_bit_identical(t
   assert line.startswith('Preempted (SIGTERM) at step '), line
   step = int(line.split('at step ')[1].split(':')[0])
   assert 10 < step < h.TRAINED_STEPS, line  # saved past the periodic checkpoint_10
-  assert step in committed_steps(model_dir) and not (model_dir / run_lock.LOCK_FILE).exists()
+  assert step in h.committed_steps(model_dir) and not (model_dir / run_lock.LOCK_FILE).exists()
   resumed = h.train_in_process({**macros, **NO_EVAL})
   assert len(resumed.losses) == h.TRAINED_STEPS - step
   np.testing.assert_array_equal(resumed.params['encoder']['prompt']['prompt'], straight_prompt())
