@@ -17,20 +17,15 @@ PROMPT_SEEDS = range(5)
 LEAST_ACCURACY = 95.0  # percent of the 200 held-out reviews; chance is 50
 
 
-@pytest.fixture(scope='session')
-def demo_cache(tmp_path_factory):
-  """An empty PROMPT_TUNING_CACHE, set for the session, with the demo's frozen model made in it."""
-  with pytest.MonkeyPatch.context() as patch:
-    cache = tmp_path_factory.mktemp('prompt_tuning_cache')
-    patch.setenv('PROMPT_TUNING_CACHE', str(cache))
-    from prompt_tuning.demo import frozen_model  # pylint: disable=g-import-not-at-top
-    checkpoint = frozen_model.frozen_model_checkpoint()
-    assert checkpoint.startswith(str(cache))
-    yield checkpoint
+@pytest.fixture(scope='module')
+def frozen_checkpoint(demo_cache):
+  """The demo's frozen model, pre-trained in the session's fresh cache (conftest.demo_cache)."""
+  from prompt_tuning.demo import frozen_model  # pylint: disable=g-import-not-at-top
+  return frozen_model.frozen_model_checkpoint()
 
 
 def test_the_frozen_model_answers_its_pretraining_tasks_and_bare_reviews_with_the_adjective(
-    demo_cache, tmp_path):
+    frozen_checkpoint, tmp_path):
   # pylint: disable=g-import-not-at-top
   from prompt_tuning.demo import frozen_model, tasks
   from prompt_tuning.models import t5
@@ -42,14 +37,15 @@ def test_the_frozen_model_answers_its_pretraining_tasks_and_bare_reviews_with_th
   metrics = inference.evaluate(
       model=bare, eval_config=evaluation.EvalConfig(dataset), output_dir=str(tmp_path),
       partitioner=partitioning.Partitioner(), trainable_regexes=optimizer.ALL_PARAMETERS,
-      initial_checkpoint_path=demo_cache, frozen_dtype=jnp.float32)
+      initial_checkpoint_path=frozen_checkpoint, frozen_dtype=jnp.float32)
   accuracies = {task: metrics[task]['accuracy'] for task in tasks.PRETRAINING_TASKS}
   # Without an instruction, the adjective: the prompt has to change what the model answers.
   assert accuracies == {task: 100.0 for task in tasks.PRETRAINING_TASKS}
 
 
 @pytest.mark.parametrize('seed', PROMPT_SEEDS)
-def test_the_demo_prompt_learns_the_sentiment_whatever_its_seed(seed, demo_cache, tmp_path):
+def test_the_demo_prompt_learns_the_sentiment_whatever_its_seed(seed, frozen_checkpoint,
+                                                               tmp_path):
   # The demo as the README runs it, but evaluated only at the end (evaluation changes nothing
   # that trains).
   macros = {'MODEL_DIR': repr(str(tmp_path)), 'RANDOM_SEED': str(seed), 'EVAL_PERIOD': '0'}

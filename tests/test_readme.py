@@ -96,15 +96,17 @@ def test_the_python_snippet_prints_logits_of_the_tiny_t5x_checkpoint(fixtures_di
 def readme_demo_output():
   """The lines the README shows the offline demo printing: the plain block of its section."""
   section = README.split('\n## The offline demo\n', 1)[1].split('\n## ', 1)[0]
-  (block,) = re.findall(r'```\n(.*?)```', section, flags=re.DOTALL)
-  return block.splitlines()
+  blocks = re.findall(r'^```(\w*)\n(.*?)^```$', section, flags=re.DOTALL | re.MULTILINE)
+  (output,) = [text for language, text in blocks if not language]
+  return output.splitlines()
 
 
 DEMO_STEP_LINE = re.compile(r'step (\d+)/(\d+)  loss ([\d.]+)  accuracy ([\d.]+)  ')
 DEMO_FINAL_LINE = re.compile(r'final eval demo_sentiment: accuracy ([\d.]+)$')
 
 
-def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, tmp_path):
+def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, tmp_path, demo_cache):
+  env = {**env, 'PROMPT_TUNING_CACHE': str(demo_cache)}  # its frozen model, made once per session
   demo = [c.replace(DEMO_DIR, str(tmp_path / 'demo')) for c in COMMANDS if is_demo(c)]
   train, evaluate, infer = demo
   assert 'prompt_tuning.train' in train and 'prompt_tuning.eval' in evaluate

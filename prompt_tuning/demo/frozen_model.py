@@ -8,9 +8,10 @@ so it is read like any other INITIAL_CHECKPOINT_PATH.
 The pre-training ends on a learning rate decayed to zero, so that the model
 settles: with a constant rate its last steps leave it wherever the last
 batches pushed it, and whether a prompt can then be tuned on it depends on
-the machine's floating point. Decayed, every prompt seed learns the task on
-frozen models pre-trained with different seeds (what another machine's
-arithmetic amounts to).
+the machine's floating point. Decayed, and with the demo's prompt recipe
+(configs/demo/prompt_tuning_demo.gin), every prompt seed tried reaches 100% on
+frozen models pre-trained from different seeds, which is what another
+machine's arithmetic amounts to.
 """
 
 import os
