@@ -109,30 +109,23 @@ class OursStep:
 
   def __init__(self, args: argparse.Namespace):
     import jax
-    import jax.numpy as jnp
     import seqio
     from prompt_tuning.models import prompted, t5
-    from prompt_tuning.runtime import initial_params, model as model_lib, optimizer, partitioning
-    from prompt_tuning.runtime import trainer as trainer_lib
+    from prompt_tuning.runtime import model as model_lib, optimizer, partitioning, run_setup
     self.rss_after_imports = _proc_status_mib('VmRSS')
     self._jax = jax
     config = t5.config_for_size(args.config)
     prompt = prompted.PromptConfig(length=args.prompt_length)
     module = prompted.PromptedT5(config, prompt_config=prompt)
-    model = model_lib.EncoderDecoderModel(module, seqio.PassThroughVocabulary(config.vocab_size),
-                                          optimizer.adafactor(0.3))
+    model = model_lib.EncoderDecoderModel(module, seqio.PassThroughVocabulary(config.vocab_size))
     batch = make_batch(args, config.vocab_size)
     shapes = {k: v.shape for k, v in batch.items() if k != 'decoder_loss_weights'}
     self.partitioner = partitioning.Partitioner()
-    self.mesh = self.partitioner.make_mesh(jax.devices()[:1])
-    boxed = model.abstract_variables(shapes)['params']
-    shardings = self.partitioner.shardings(self.mesh, boxed)
-    labels = optimizer.trainable_labels(boxed, optimizer.PROMPT_ONLY)
-    params = initial_params.initial_params(model, shapes, shardings, labels, None, jnp.float32,
-                                           args.seed)
-    trainable, self.frozen = optimizer.split(params, labels)
-    self.trainer = trainer_lib.Trainer(model, labels, shardings, self.mesh)
-    self.state = self.trainer.create_state(trainable, args.seed)
+    run = run_setup.set_up(model, run_setup.RunConfig(self.partitioner, random_seed=args.seed),
+                           input_shapes=shapes, devices=jax.devices()[:1])
+    self.mesh, self.frozen = run.mesh, run.frozen
+    self.trainer = run.trainer(optimizer.adafactor(0.3))
+    self.state = run.initial_state(self.trainer)
     self.batch = partitioning.global_batch(batch, self.mesh)
     self.step_fn = self.trainer.jit_train_step(
         jax.tree_util.tree_map(lambda x: x.sharding, self.state))

@@ -30,10 +30,11 @@ flags.DEFINE_multi_string('gin_file', [], 'Gin files, in order; later files over
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, applied after the files. '
                           '`--gin.NAME=VALUE` is the same as `--gin_bindings="NAME = VALUE"`: '
                           "e.g. --gin.MODEL_DIR=\"'/tmp/run'\" sets the macro MODEL_DIR (string "
-                          'values keep their quotes), --gin.t5.T5Config.emb_dim=8 binds a '
+                          'values keep their quotes), --gin.t5.config_for_size.emb_dim=8 binds a '
                           'parameter. A macro that no gin file uses is an error.')
 flags.DEFINE_list('gin_search_paths', [], 'Extra folders in which to look for gin files.')
-flags.DEFINE_string('tfds_data_dir', None, 'Where TFDS datasets are prepared (local or gs://).')
+flags.DEFINE_string('tfds_data_dir', None, 'Where TFDS datasets are prepared (local or gs://); '
+                    "the same as --gin.DATA_DIR=\"'DIR'\".")
 flags.DEFINE_bool('multiprocess', False, 'Call jax.distributed.initialize(); on TPU pods and '
                   'managed clusters it needs no other flag.')
 flags.DEFINE_bool('multiprocess_gpu', False, 'As --multiprocess (T5X name).')
@@ -88,10 +89,9 @@ def parse_gin(required_macros: Sequence[str], check_settings: Callable[[], None]
   prints the config and returns False.
   """
   from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
-  if FLAGS.tfds_data_dir:
-    import seqio  # pylint: disable=g-import-not-at-top
-    seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
-  gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
+  # The data dir travels in the dataset configuration (DATA_DIR), like every data setting.
+  data_dir = [f'DATA_DIR = {FLAGS.tfds_data_dir!r}'] if FLAGS.tfds_data_dir else []
+  gin_config.parse(FLAGS.gin_file, [*data_dir, *FLAGS.gin_bindings], FLAGS.gin_search_paths)
   gin_config.check_bound_macros_are_used(FLAGS.gin_bindings)
   gin_config.require_macros(required_macros)
   check_settings()
@@ -173,12 +173,22 @@ def _drop_orbax_thread_tracebacks(record: python_logging.LogRecord) -> bool:
   return not (record.exc_info and f'orbax{os.sep}checkpoint' in record.pathname)
 
 
+def _drop_gin_search_misses(record: python_logging.LogRecord) -> bool:
+  """gin logs "Path not found" for every search folder that lacks a file it looks for.
+
+  A file is looked for under several folders (the working directory first), so
+  misses are normal; a file found nowhere is still reported by `gin_config.parse`.
+  """
+  return not (record.module == 'resource_reader' and str(record.msg).startswith('Path not found'))
+
+
 def run(main: Callable[[], None]) -> None:
   """Runs `main` under absl with T5X's flag conventions; user errors exit with one line."""
 
   def absl_main(argv):
     if len(argv) > 1:
       _fail(f'unexpected arguments {argv[1:]}: flags only (--help lists them)')
+    python_logging.getLogger().addFilter(_drop_gin_search_misses)
     if not FLAGS['verbosity'].present:
       # The console shows progress lines; --verbosity=0 brings back every INFO log line.
       logging.set_verbosity(logging.WARNING)

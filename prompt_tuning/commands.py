@@ -13,14 +13,13 @@ import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import gin
-import jax.numpy as jnp
+import optax
 import seqio
 
-from prompt_tuning.checkpoints import storage
+from prompt_tuning import storage
 from prompt_tuning.errors import UserError
-from prompt_tuning.runtime import (checkpointing, evaluation, inference, inputs, partitioning,
+from prompt_tuning.runtime import (checkpointing, evaluation, inference, inputs, run_setup,
                                    train_loop)
-from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
 TRAIN_MACROS = ('MODEL_DIR', 'MIXTURE_OR_TASK_NAME', 'TASK_FEATURE_LENGTHS', 'TRAIN_STEPS',
@@ -135,8 +134,8 @@ def check_train_settings() -> None:
   """Checks what `train` will be given: step counts, periods, batch size, lengths, the task."""
   rules = [_non_negative('train_script.train.total_steps'),
            _positive('train_script.train.log_every'),
-           _positive('train/utils.CheckpointConfig.period', 'utils.CheckpointConfig.period'),
-           _none_or_positive('train/utils.CheckpointConfig.keep', 'utils.CheckpointConfig.keep'),
+           _positive('checkpointing.CheckpointConfig.period'),
+           _none_or_positive('checkpointing.CheckpointConfig.keep'),
            *_dataset_rules('train/utils.DatasetConfig', 'utils.DatasetConfig'),
            *_model_rules()]
   _, eval_dataset = _setting('train_script.train.infer_eval_dataset_cfg')
@@ -146,7 +145,7 @@ def check_train_settings() -> None:
               *_dataset_rules('validation/utils.DatasetConfig', 'utils.DatasetConfig')]
   _check(rules)
   name, length = _setting('prompted.PromptConfig.length')
-  _, regexes = _setting('train_script.train.trainable_regexes')
+  _, regexes = _setting('run_setup.RunConfig.trainable_regexes')
   if (length == 0 and isinstance(regexes, (list, tuple)) and regexes
       and all('prompt' in str(r) for r in regexes)):
     raise SettingError(f'{name}=0: must be a positive integer to tune a prompt (TRAINABLE_REGEXES '
@@ -173,70 +172,64 @@ def check_infer_settings() -> None:
 def _check_vocabulary_reachable(model: EncoderDecoderModel) -> None:
   """A `gs://` vocabulary is read later by TensorFlow, whose retries do not end: probe it first."""
   if isinstance(model.vocabulary, seqio.SentencePieceVocabulary):
-    storage.check_reachable(model.vocabulary.sentencepiece_model_file,
-                            'seqio.SentencePieceVocabulary.sentencepiece_model_file')
+    storage.check_reachable(model.vocabulary.sentencepiece_model_file, 'VOCABULARY')
 
 
 @gin.configurable('train', module='train_script')
-def train(*, model: EncoderDecoderModel, train_dataset_cfg: inputs.DatasetConfig, model_dir: str,
-          total_steps: int, infer_eval_dataset_cfg: Optional[inputs.DatasetConfig] = None,
+def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation,
+          train_dataset_cfg: inputs.DatasetConfig, model_dir: str,
+          total_steps: int, run_cfg: run_setup.RunConfig = run_setup.RunConfig(),
+          infer_eval_dataset_cfg: Optional[inputs.DatasetConfig] = None,
           eval_mode: str = 'generate', eval_period: int = 0, eval_steps: Optional[int] = None,
           checkpoint_cfg: checkpointing.CheckpointConfig = checkpointing.CheckpointConfig(),
-          partitioner: partitioning.Partitioner = partitioning.Partitioner(),
-          trainable_regexes: Sequence[str] = optim.PROMPT_ONLY,
-          initial_checkpoint_path: Optional[str] = None, frozen_dtype: Any = jnp.float32,
-          random_seed: int = 0, log_every: int = 100) -> train_loop.TrainResult:
+          log_every: int = 100) -> train_loop.TrainResult:
   """Trains, evaluating `infer_eval_dataset_cfg` every `eval_period` steps and at the end.
 
   `eval_steps` batches are evaluated each time (all of the split when None).
   """
   _check_vocabulary_reachable(model)
-  eval_config = None
-  if infer_eval_dataset_cfg is not None:
-    num_examples = eval_steps * infer_eval_dataset_cfg.batch_size if eval_steps else None
-    eval_config = evaluation.EvalConfig(infer_eval_dataset_cfg, eval_mode, num_examples)
   return train_loop.train(
-      model=model, train_dataset_config=train_dataset_cfg, model_dir=model_dir,
-      total_steps=total_steps, partitioner=partitioner, checkpoint_config=checkpoint_cfg,
-      trainable_regexes=trainable_regexes, initial_checkpoint_path=initial_checkpoint_path,
-      frozen_dtype=frozen_dtype, random_seed=random_seed, eval_period=eval_period,
-      eval_config=eval_config, log_every=log_every, config_text=gin.config_str())
+      model=model, optimizer=optimizer, train_dataset_config=train_dataset_cfg,
+      model_dir=model_dir,
+      total_steps=total_steps, run_config=run_cfg, checkpoint_config=checkpoint_cfg,
+      eval_period=eval_period, eval_config=_eval_config(infer_eval_dataset_cfg, eval_mode,
+                                                        eval_steps),
+      log_every=log_every, config_text=gin.config_str())
+
+
+def _eval_config(dataset_cfg: Optional[inputs.DatasetConfig], eval_mode: str,
+                 eval_steps: Optional[int]) -> Optional[evaluation.EvalConfig]:
+  """What to evaluate: `eval_steps` batches of `dataset_cfg` (all of the split when None)."""
+  if dataset_cfg is None:
+    return None
+  num_examples = eval_steps * dataset_cfg.batch_size if eval_steps else None
+  return evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples)
 
 
 @gin.configurable('evaluate', module='eval_script')
 def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, output_dir: str,
-             eval_mode: str = 'generate', eval_steps: Optional[int] = None,
-             partitioner: partitioning.Partitioner = partitioning.Partitioner(),
-             trainable_regexes: Sequence[str] = optim.PROMPT_ONLY,
-             initial_checkpoint_path: Optional[str] = None, checkpoint_path: Optional[str] = None,
-             frozen_dtype: Any = jnp.float32, random_seed: int = 0) -> Dict[str, Dict[str, Any]]:
+             run_cfg: run_setup.RunConfig = run_setup.RunConfig(), eval_mode: str = 'generate',
+             eval_steps: Optional[int] = None,
+             checkpoint_path: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
   """Evaluates every task of `dataset_cfg`; `eval_steps` batches only, when set."""
   _check_vocabulary_reachable(model)
-  num_examples = eval_steps * dataset_cfg.batch_size if eval_steps else None
-  return inference.evaluate(
-      model=model, eval_config=evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples),
-      output_dir=output_dir, partitioner=partitioner, trainable_regexes=trainable_regexes,
-      initial_checkpoint_path=initial_checkpoint_path, frozen_dtype=frozen_dtype,
-      checkpoint_path=checkpoint_path, seed=random_seed)
+  return inference.evaluate(model=model, eval_config=_eval_config(dataset_cfg, eval_mode, eval_steps),
+                            output_dir=output_dir, run_config=run_cfg,
+                            checkpoint_path=checkpoint_path)
 
 
 @gin.configurable('infer', module='infer_script')
 def infer(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, model_dir: str,
-          output_file: Optional[str] = None, input_file: Optional[str] = None,
-          partitioner: partitioning.Partitioner = partitioning.Partitioner(),
-          trainable_regexes: Sequence[str] = optim.PROMPT_ONLY,
-          initial_checkpoint_path: Optional[str] = None, checkpoint_path: Optional[str] = None,
-          frozen_dtype: Any = jnp.float32, random_seed: int = 0) -> int:
+          run_cfg: run_setup.RunConfig = run_setup.RunConfig(), output_file: Optional[str] = None,
+          input_file: Optional[str] = None, checkpoint_path: Optional[str] = None) -> int:
   """Predicts every example of `dataset_cfg`'s split, or every line of `input_file`.
 
   Writes `output_file`, by default MODEL_DIR/inference/predictions.jsonl.
   """
   _check_vocabulary_reachable(model)
   output_file = output_file or os.path.join(model_dir, 'inference', 'predictions.jsonl')
-  count = inference.infer(
-      model=model, dataset_config=dataset_cfg, output_file=output_file, partitioner=partitioner,
-      trainable_regexes=trainable_regexes, initial_checkpoint_path=initial_checkpoint_path,
-      frozen_dtype=frozen_dtype, checkpoint_path=checkpoint_path, input_file=input_file,
-      seed=random_seed)
+  count = inference.infer(model=model, dataset_config=dataset_cfg, output_file=output_file,
+                          run_config=run_cfg, checkpoint_path=checkpoint_path,
+                          input_file=input_file)
   print(f'wrote {count} predictions to {output_file}')
   return count

@@ -94,7 +94,7 @@ def _argmax(logits: Array, step: Array) -> Array:
 
 
 def greedy_decode(model: nn.Module, params: Params, encoder_input_tokens: Array,
-                  max_decode_length: int, *, eos_id: int = 1, decoder_start_id: int = 0,
+                  max_decode_length: int, *, eos_id: int, decoder_start_id: int = 0,
                   **features: Array) -> Tuple[Array, Array]:
   """The most likely next token at every step.
 
@@ -139,7 +139,7 @@ def filter_logits(logits: Array, top_k: int = 0, top_p: float = 1.0) -> Array:
 
 def temperature_sample(model: nn.Module, params: Params, encoder_input_tokens: Array,
                        max_decode_length: int, rng: Array, *, temperature: float = 1.0,
-                       top_k: int = 0, top_p: float = 1.0, eos_id: int = 1,
+                       top_k: int = 0, top_p: float = 1.0, eos_id: int,
                        decoder_start_id: int = 0, **features: Array) -> Tuple[Array, Array]:
   """Samples each next token from the model's tempered, top-k/top-p filtered distribution.
 
@@ -182,7 +182,7 @@ def _gather_rows(cache: Any, rows: Array, one_row_shapes: Any) -> Any:
 
 def beam_search(model: nn.Module, params: Params, encoder_input_tokens: Array,
                 max_decode_length: int, *, num_beams: int = 4, alpha: float = 0.6,
-                eos_id: int = 1, decoder_start_id: int = 0,
+                eos_id: int, decoder_start_id: int = 0,
                 **features: Array) -> Tuple[Array, Array]:
   """The best sequence found by a beam of `num_beams`, by length-normalised log-likelihood.
 
@@ -264,7 +264,7 @@ class DecodingMethod:
     name: 'greedy', 'beam_search' or 'sample'.
     num_beams, alpha: for beam search.
     temperature, top_k, top_p: for sampling.
-    eos_id, decoder_start_id: for all.
+    decoder_start_id: for all. EOS is the vocabulary's, given with each call.
   """
   name: str = 'greedy'
   num_beams: int = 4
@@ -272,7 +272,6 @@ class DecodingMethod:
   temperature: float = 1.0
   top_k: int = 0
   top_p: float = 1.0
-  eos_id: int = 1
   decoder_start_id: int = 0
 
   def __post_init__(self):
@@ -290,10 +289,13 @@ class DecodingMethod:
                           f'top_p={self.top_p}.')
 
   def __call__(self, model: nn.Module, params: Params, encoder_input_tokens: Array,
-               max_decode_length: int, rng: Optional[Array] = None,
+               max_decode_length: int, rng: Optional[Array] = None, *, eos_id: int,
                **features: Array) -> Tuple[Array, Array]:
-    """[B, T] inputs -> ([B, L] tokens, [B] scores); `rng` is needed for sampling only."""
-    common = dict(eos_id=self.eos_id, decoder_start_id=self.decoder_start_id, **features)
+    """[B, T] inputs -> ([B, L] tokens, [B] scores), ending at `eos_id` (the vocabulary's EOS).
+
+    `rng` is needed for sampling only.
+    """
+    common = dict(eos_id=eos_id, decoder_start_id=self.decoder_start_id, **features)
     if self.name == 'greedy':
       return greedy_decode(model, params, encoder_input_tokens, max_decode_length, **common)
     if self.name == 'beam_search':

@@ -1,32 +1,29 @@
 """The gin edge: which library objects gin files may name, where gin files are found, parsing.
 
 Gin stays here and in the CLI; the library below takes plain arguments.
-Names follow T5X where T5X users will look for them (`models.EncoderDecoderModel`,
-`utils.DatasetConfig`, `partitioning.Partitioner`, `seqio.SentencePieceVocabulary`).
+Configurables are named after the modules they live in, except where T5X users
+will look for T5X's names (see `_register`).
 """
 
 import ast
 import difflib
-import functools
-import logging
 import os
 import pathlib
 import re
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import gin
 import jax.numpy as jnp
-import numpy as np
 import optax
 import seqio
 
 # `commands` registers train_script.train, eval_script.evaluate and infer_script.infer, so a
 # recipe may bind more than the running command uses.
 from prompt_tuning import checkpoints, commands, decoding, prompts  # pylint: disable=unused-import
-from prompt_tuning.checkpoints import numpy_prompts
 from prompt_tuning.errors import UserError
 from prompt_tuning.models import prompted, t5
-from prompt_tuning.runtime import checkpointing, evaluation, inputs, model, optimizer, partitioning
+from prompt_tuning.runtime import (checkpointing, evaluation, inputs, model, optimizer, partitioning,
+                                   run_setup)
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -35,80 +32,42 @@ class GinConfigError(UserError, ValueError):
   """A gin file, binding or macro is wrong or missing."""
 
 
-@functools.lru_cache(maxsize=2)
-def read_embedding(checkpoint_path: Optional[str] = None,
-                   embedding_file: Optional[str] = None) -> np.ndarray:
-  """The frozen model's token embedding `[V, H]`, for vocabulary-based prompt initializers.
-
-  Read from `EMBEDDING_FILE` (a `.npy`) when given, else from the one array
-  `token_embedder/embedding` of INITIAL_CHECKPOINT_PATH. Cached: a prompt
-  initializer and its fallback both ask for it, and it can be large and remote.
-  """
-  if embedding_file:
-    try:
-      embedding = numpy_prompts.read_array(embedding_file, 'EMBEDDING_FILE')
-    except checkpoints.CheckpointError as e:
-      raise GinConfigError(str(e)) from None
-    if embedding.ndim != 2:
-      raise GinConfigError(f'EMBEDDING_FILE {embedding_file} has shape {embedding.shape}; expected '
-                           'a [vocabulary, embedding] table.')
-    return embedding
-  if not checkpoint_path:
-    raise GinConfigError('A vocabulary-based prompt initializer needs INITIAL_CHECKPOINT_PATH or '
-                         'EMBEDDING_FILE.')
-  return np.asarray(checkpoints.open_checkpoint(checkpoint_path).read('token_embedder/embedding'))
-
-
-@gin.configurable('configure_sources', module='data')
-def configure_data_sources(source: str = 'tfds', data_dir: Optional[str] = None) -> None:
-  """Where the `prompt_tuning.data` tasks read examples (DATA_SOURCE, DATA_DIR in the runs files).
-
-  See `prompt_tuning.data.configure_sources`. The data package is imported only
-  when the default (TFDS in its default data dir) is changed.
-  """
-  if (source, data_dir) != ('tfds', None):
-    from prompt_tuning import data  # pylint: disable=g-import-not-at-top
-    data.configure_sources(source, data_dir)
-
-
 def _register() -> None:
+  """Registers each configurable under the module it is imported from (`t5.T5Config`, ...).
+
+  Except T5X's own names, kept so that T5X users find them where they look:
+  `models.EncoderDecoderModel`, `utils.DatasetConfig`, `partitioning.Partitioner`
+  and `seqio.*` (and the commands' `train_script.train`, ..., in `commands`).
+  """
   configurables = [
-      (t5.T5Config, 't5'), (t5.Transformer, 't5'), (t5.config_for_size, 't5'),
-      (prompted.PromptedT5, 'prompted'), (prompted.PromptConfig, 'prompted'),
-      (prompts.random_uniform, 'prompts'), (prompts.sampled_vocab, 'prompts'),
-      (prompts.class_labels, 'prompts'), (prompts.from_string, 'prompts'),
-      (prompts.from_npy, 'prompts'), (read_embedding, 'prompts'),
-      (model.EncoderDecoderModel, 'models'), (decoding.DecodingMethod, 'decoding'),
-      (optimizer.adafactor, 'optimizer'), (optimizer.warmup_then_decay, 'optimizer'),
-      (optax.adamw, 'optax'), (optax.sgd, 'optax'), (optax.constant_schedule, 'optax'),
-      (optax.linear_schedule, 'optax'), (optax.cosine_decay_schedule, 'optax'),
-      (optax.warmup_cosine_decay_schedule, 'optax'), (optax.exponential_decay, 'optax'),
-      (partitioning.Partitioner, 'partitioning'), (inputs.DatasetConfig, 'utils'),
-      (checkpointing.CheckpointConfig, 'utils'), (evaluation.EvalConfig, 'utils'),
-      (seqio.SentencePieceVocabulary, 'seqio'), (seqio.ByteVocabulary, 'seqio'),
-      (seqio.PassThroughVocabulary, 'seqio'),
+      (t5.T5Config, t5), (t5.Transformer, t5), (t5.config_for_size, t5),
+      (prompted.PromptedT5, prompted), (prompted.PromptConfig, prompted),
+      (prompts.random_uniform, prompts), (prompts.sampled_vocab, prompts),
+      (prompts.class_labels, prompts), (prompts.from_string, prompts),
+      (prompts.from_array, prompts),
+      (checkpoints.read_embedding, checkpoints), (checkpoints.read_prompt, checkpoints),
+      (decoding.DecodingMethod, decoding),
+      (optimizer.adafactor, optimizer), (optimizer.warmup_then_decay, optimizer),
+      (checkpointing.CheckpointConfig, checkpointing), (evaluation.EvalConfig, evaluation),
+      (inputs.task_vocabulary, inputs), (run_setup.RunConfig, run_setup),
   ]
   for fn_or_cls, module in configurables:
+    gin.external_configurable(fn_or_cls, module=module.__name__)
+  t5x_names = [
+      (model.EncoderDecoderModel, 'models'), (partitioning.Partitioner, 'partitioning'),
+      (inputs.DatasetConfig, 'utils'), (seqio.SentencePieceVocabulary, 'seqio'),
+      (seqio.ByteVocabulary, 'seqio'), (seqio.PassThroughVocabulary, 'seqio'),
+  ]
+  optax_functions = [optax.adamw, optax.sgd, optax.constant_schedule, optax.linear_schedule,
+                     optax.cosine_decay_schedule, optax.warmup_cosine_decay_schedule,
+                     optax.exponential_decay]
+  for fn_or_cls, module in [*t5x_names, *((fn, 'optax') for fn in optax_functions)]:
     gin.external_configurable(fn_or_cls, module=module)
   gin.constant('jnp.float32', jnp.float32)
   gin.constant('jnp.bfloat16', jnp.bfloat16)
 
 
 _register()
-
-
-class _QuietSearchMisses(logging.Filter):
-  """Drops gin's "Path not found" log line, written for every search path that misses a file.
-
-  A file is looked for under several folders (the working directory first), so
-  misses are normal; a file found nowhere is still reported by `parse`.
-  """
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not (record.module == 'resource_reader' and str(record.msg).startswith('Path not found'))
-
-
-logging.getLogger().addFilter(_QuietSearchMisses())
 
 
 def default_search_paths() -> List[str]:
@@ -172,11 +131,7 @@ def _gin_error(error: Exception) -> GinConfigError:
 
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Sequence[str] = ()) -> None:
-  """Parses files (later ones override earlier), then bindings, finding `gin/` and `configs/` files.
-
-  Then applies the data source settings (`data.configure_sources`), so that they
-  are in force before any dataset is built.
-  """
+  """Parses files (later ones override earlier), then bindings, finding `gin/` and `configs/` files."""
   for path in [os.getcwd(), *default_search_paths(), *search_paths]:
     gin.add_config_file_search_path(path)
   try:
@@ -184,10 +139,6 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
     gin.finalize()
   except (IOError, ValueError, SyntaxError, TypeError) as e:
     raise _gin_error(e) from e  # the chain shows with --verbosity=1
-  try:
-    configure_data_sources()
-  except ValueError as e:
-    raise GinConfigError(f'DATA_SOURCE/DATA_DIR: {str(e).splitlines()[0]}') from None
 
 
 def require_macros(names: Sequence[str]) -> None:

@@ -4,8 +4,9 @@ Every runtime test trains the same widened tiny model, whose random frozen
 weights come from a checkpoint written here, on the toy parity task
 (tests/toy_tasks.py), so that runs made in different ways (in this process,
 as the CLI, on a simulated mesh, over two processes) can be compared step by
-step. Also: child processes, and readers of what runs write. Knows nothing
-about what the tests check.
+step. Also: child processes (one of which can run many CLI command lines in
+turn), and readers of what runs write. Knows nothing about what the tests
+check.
 """
 
 import atexit
@@ -33,7 +34,7 @@ INFER_GIN = MODEL_GIN + ('gin/runs/prompt_infer.gin',)
 PROMPT_FILE_EVAL_GIN = (MODEL_GIN[0], 'gin/prompts/from_file.gin', *EVAL_GIN[1:])
 
 TASK = 'toy_parity'
-PROMPT_PATH = 'encoder/prompt/prompt'
+PROMPT_PATH = 'encoder/prompt/prompt/prompt'
 # The tiny preset, widened: with 64 dimensions the frozen random output layer can
 # single out the two labels, and 4 heads (mlp 16, vocab 128) split over a 4-way model axis.
 TOY_MODEL = {'emb_dim': 64, 'num_heads': 4, 'head_dim': 2}
@@ -75,7 +76,7 @@ def frozen_checkpoint(**fields: int) -> str:
 
 def model_macros(**fields: int) -> Dict[str, str]:
   """Gin bindings of the tiny preset with `fields` changed, and of its frozen checkpoint."""
-  return {**{f't5.T5Config.{name}': str(value) for name, value in fields.items()},
+  return {**{f't5.config_for_size.{name}': str(value) for name, value in fields.items()},
           'INITIAL_CHECKPOINT_PATH': repr(frozen_checkpoint(**fields))}
 
 
@@ -225,6 +226,70 @@ def finish(child: Child, timeout: float = 240) -> subprocess.CompletedProcess:
     output.append(stream.read())
     stream.close()
   return subprocess.CompletedProcess(child.process.args, child.process.returncode, *output)
+
+
+def _exit_status_of_main(module: str) -> int:
+  """Runs `module` as `__main__`, as `python -m` does; returns the exit status Python would give.
+
+  SystemExit's code is the status (a message as code: printed, status 1); any
+  other exception has its traceback printed and gives status 1.
+  """
+  import runpy  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  try:
+    runpy.run_module(module, run_name='__main__', alter_sys=True)
+  except SystemExit as e:
+    if e.code is None or isinstance(e.code, int):
+      return e.code or 0
+    print(e.code, file=sys.stderr)
+    return 1
+  except Exception:  # pylint: disable=broad-except
+    traceback.print_exc()
+    return 1
+  return 0
+
+
+def serve_cli_commands(requests_path: str, results_path: str) -> None:
+  """Runs many `python -m prompt_tuning.<command>` command lines, one after another, in this process.
+
+  `requests_path` holds a JSON list of {'name', 'command'} (commands as
+  `cli_command` makes them). Each command gets a fresh gin config and unparsed
+  absl flags, runs its module as `__main__` with its arguments in sys.argv,
+  and has what it writes to file descriptors 1 and 2 (Python's output and
+  native libraries' alike) captured. One JSON line per command is appended to
+  `results_path`: name, returncode, stdout, stderr. What a command leaves in
+  the process (imported modules, compiled functions, registered tasks) stays
+  for the next ones.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  for request in json.loads(pathlib.Path(requests_path).read_text()):
+    python, dash_m, module, *args = request['command']
+    assert (python, dash_m) == (sys.executable, '-m'), request['command']
+    if 'gin' in sys.modules:
+      sys.modules['gin'].clear_config()
+    flags.FLAGS.unparse_flags()
+    sys.argv = [module, *args]  # runpy puts the module's file in sys.argv[0]
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      saved = {fd: os.dup(fd) for fd in (1, 2)}
+      os.dup2(stdout.fileno(), 1)
+      os.dup2(stderr.fileno(), 2)
+      try:
+        returncode = _exit_status_of_main(module)
+      finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+          os.dup2(copy, fd)
+          os.close(copy)
+      output = []
+      for stream in (stdout, stderr):
+        stream.seek(0)
+        output.append(stream.read().decode('utf-8', 'replace'))
+    with open(results_path, 'a') as results:
+      results.write(json.dumps({'name': request['name'], 'returncode': returncode,
+                                'stdout': output[0], 'stderr': output[1]}) + '\n')
 
 
 def finish_all(children: Sequence[Child], timeout: float = 240

@@ -194,7 +194,8 @@ PROMPT_LENGTH = 5
 def prompted_logits(config, params, prompt, inputs, targets):
   """Our prompted model's teacher-forced logits with `prompt` [P, H] before the inputs."""
   model = prompted.PromptedT5(config, prompted.PromptConfig(length=prompt.shape[0]))
-  params = {**params, 'encoder': {**params['encoder'], 'prompt': {'prompt': jnp.asarray(prompt)}}}
+  prompt_params = {'prompt': {'prompt': jnp.asarray(prompt)}}
+  params = {**params, 'encoder': {**params['encoder'], 'prompt': prompt_params}}
   decoder_inputs = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
   return np.asarray(model.apply({'params': params}, inputs, decoder_inputs, targets,
                                 enable_dropout=False), np.float64)

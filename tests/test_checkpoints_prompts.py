@@ -17,9 +17,10 @@ def _one_line_error(call, match: str) -> str:
 def test_written_prompt_is_named_by_its_param_path_and_reads_back_exactly(tmp_path, shape):
   prompt = np.random.default_rng(0).normal(size=shape).astype(np.float32)
   path = checkpoints.write_prompt(str(tmp_path / 'checkpoint_10'), prompt)
-  assert path == str(tmp_path / 'checkpoint_10' / 'encoder.prompt.prompt.npy')
+  assert path == str(tmp_path / 'checkpoint_10' / 'encoder.prompt.prompt.prompt.npy')
   # Nothing but the finished file is left behind.
-  assert [p.name for p in (tmp_path / 'checkpoint_10').iterdir()] == ['encoder.prompt.prompt.npy']
+  names = [p.name for p in (tmp_path / 'checkpoint_10').iterdir()]
+  assert names == ['encoder.prompt.prompt.prompt.npy']
   np.testing.assert_array_equal(checkpoints.read_prompt(path, expected_shape=shape), prompt)
   np.testing.assert_array_equal(np.load(path), prompt)  # a plain .npy for other tools
 
@@ -31,7 +32,7 @@ def test_rewriting_a_prompt_replaces_it_whole(tmp_path):
 
 
 def test_prompt_file_name_follows_the_parameter_path():
-  assert checkpoints.prompt_file_name() == 'encoder.prompt.prompt.npy'
+  assert checkpoints.prompt_file_name() == 'encoder.prompt.prompt.prompt.npy'
   assert checkpoints.prompt_file_name('decoder/prompt/prompt') == 'decoder.prompt.prompt.npy'
 
 
@@ -51,7 +52,7 @@ def test_prompt_of_the_wrong_shape_states_both_shapes(tmp_path):
 
 
 def test_missing_or_corrupt_prompt_files_are_one_line_errors(tmp_path):
-  missing = str(tmp_path / 'encoder.prompt.prompt.npy')
+  missing = str(tmp_path / 'encoder.prompt.prompt.prompt.npy')
   _one_line_error(lambda: checkpoints.read_prompt(missing), 'not found')
   (tmp_path / 'bad.npy').write_bytes(b'\x93NUMPY garbage')
   _one_line_error(lambda: checkpoints.read_prompt(str(tmp_path / 'bad.npy')), 'not a .npy file')

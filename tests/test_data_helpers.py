@@ -3,7 +3,6 @@ TFDS-built reference examples (TFDS's own builders run on our release-format fix
 # TFDS's example generators are private; they are the reference for what TFDS serves.
 # pylint: disable=protected-access
 
-import contextlib
 import gzip
 import pathlib
 import shutil
@@ -24,14 +23,9 @@ ALL_DATASETS = {**{f'super_glue/{k}': v for k, v in datasets.SUPER_GLUE.items()}
                 **{f'mrqa/{k}': v for k, v in datasets.MRQA.items()}}
 
 
-@contextlib.contextmanager
 def reading(source: str, data_dir=None):
   """Tasks read from `source` inside the block, from TFDS (the default) after it."""
-  data.configure_sources(source, data_dir)
-  try:
-    yield
-  finally:
-    data.configure_sources()
+  return data.reading_from(source, data_dir)
 
 
 def to_python(value):

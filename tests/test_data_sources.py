@@ -84,8 +84,11 @@ def test_the_tfds_data_dir_reaches_tfds(fake_tfds):
   assert fake_tfds.data_dirs[-1] == '/data/tensorflow_datasets'
 
 
-def test_tfds_is_the_default_source():
-  assert data.current_sources() == data.configure_sources() == data.sources.SourceConfig('tfds')
+def test_tfds_is_the_default_source_and_a_block_ends_its_choice(tmp_path):
+  assert data.current_sources() == data.sources.SourceConfig('tfds')
+  with data.reading_from('files', str(tmp_path)) as config:
+    assert data.current_sources() == config == data.sources.SourceConfig('files', str(tmp_path))
+  assert data.current_sources() == data.sources.SourceConfig('tfds')
 
 
 def test_release_folders_may_sit_directly_in_the_data_dir():
@@ -120,8 +123,10 @@ def test_an_empty_split_is_refused(tmp_path):
 
 
 def test_an_unknown_source_or_a_missing_folder_is_refused(tmp_path):
-  with pytest.raises(errors.DataError, match="data source 'csv' is unknown"):
-    data.configure_sources('csv')
-  with pytest.raises(errors.DataError, match="'files' needs data_dir"):
-    data.configure_sources('files', str(tmp_path / 'nowhere'))
+  with pytest.raises(errors.DataError, match="DATA_SOURCE='csv' is unknown"):
+    with data.reading_from('csv'):
+      pass
+  with pytest.raises(errors.DataError, match="DATA_SOURCE='files' needs DATA_DIR"):
+    with data.reading_from('files', str(tmp_path / 'nowhere')):
+      pass
   assert data.current_sources().source == 'tfds'

@@ -45,8 +45,8 @@ def with_prompt_bank(bare) -> Case:
   """Its encoder output is P longer than the inputs, and each example picks its prompt."""
   config = prompted.PromptConfig(length=3, num_prompts=2)
   params = nn.unbox(bare.params)  # a fresh tree: the frozen weights plus a bank of 2 prompts
-  params['encoder']['prompt'] = {'prompt': jax.random.uniform(jax.random.key(5),
-                                                              (2, 3, CONFIG.emb_dim))}
+  params['encoder']['prompt'] = {'prompt': {'prompt': jax.random.uniform(
+      jax.random.key(5), (2, 3, CONFIG.emb_dim))}}
   return Case(prompted.PromptedT5(CONFIG, prompt_config=config), params,
               {'prompt_index': np.array([0, 1, 1], np.int32)})
 
@@ -217,11 +217,12 @@ def test_top_k_keeps_the_k_most_likely_tokens():
 
 
 def test_method_chosen_by_name_runs_that_method(bare, eos_id):
-  one_beam = decoding.DecodingMethod('beam_search', num_beams=1, alpha=0.0, eos_id=eos_id)
-  run = jax.jit(one_beam, static_argnums=(0, 3))
+  one_beam = decoding.DecodingMethod('beam_search', num_beams=1, alpha=0.0)
+  run = jax.jit(one_beam, static_argnums=(0, 3), static_argnames=('eos_id',))
   expected = greedy(bare.model, bare.params, INPUTS, LENGTH, eos_id=eos_id)
-  np.testing.assert_array_equal(run(bare.model, bare.params, INPUTS, LENGTH)[0], expected[0])
+  np.testing.assert_array_equal(run(bare.model, bare.params, INPUTS, LENGTH, eos_id=eos_id)[0],
+                                expected[0])
   with pytest.raises(ValueError, match="'sampling'.*'greedy', 'beam_search', 'sample'"):
     decoding.DecodingMethod('sampling')
   with pytest.raises(ValueError, match='needs an rng'):
-    decoding.DecodingMethod('sample')(bare.model, bare.params, INPUTS, LENGTH)
+    decoding.DecodingMethod('sample')(bare.model, bare.params, INPUTS, LENGTH, eos_id=eos_id)

@@ -7,7 +7,6 @@ for each RANDOM_SEED. The README (and tests/test_readme.py) claim 100% on the
 held-out reviews; 95% is the least any seed may reach here.
 """
 
-import jax.numpy as jnp
 import pytest
 
 import runtime_helpers as h
@@ -29,15 +28,14 @@ def test_the_frozen_model_answers_its_pretraining_tasks_and_bare_reviews_with_th
   # pylint: disable=g-import-not-at-top
   from prompt_tuning.demo import frozen_model, tasks
   from prompt_tuning.models import t5
-  from prompt_tuning.runtime import evaluation, inference, inputs, model, optimizer, partitioning
-  bare = model.EncoderDecoderModel(t5.Transformer(frozen_model.CONFIG), tasks.VOCABULARY,
-                                   optimizer.adafactor())
+  from prompt_tuning.runtime import evaluation, inference, inputs, model, optimizer, run_setup
+  bare = model.EncoderDecoderModel(t5.Transformer(frozen_model.CONFIG), tasks.VOCABULARY)
   dataset = inputs.DatasetConfig('demo_pretraining', frozen_model.FEATURE_LENGTHS,
                                  split='validation', batch_size=100, shuffle=False)
   metrics = inference.evaluate(
       model=bare, eval_config=evaluation.EvalConfig(dataset), output_dir=str(tmp_path),
-      partitioner=partitioning.Partitioner(), trainable_regexes=optimizer.ALL_PARAMETERS,
-      initial_checkpoint_path=frozen_checkpoint, frozen_dtype=jnp.float32)
+      run_config=run_setup.RunConfig(trainable_regexes=optimizer.ALL_PARAMETERS,
+                                     initial_checkpoint_path=frozen_checkpoint))
   accuracies = {task: metrics[task]['accuracy'] for task in tasks.PRETRAINING_TASKS}
   # Without an instruction, the adjective: the prompt has to change what the model answers.
   assert accuracies == {task: 100.0 for task in tasks.PRETRAINING_TASKS}

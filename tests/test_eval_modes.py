@@ -4,12 +4,11 @@ import json
 import pathlib
 
 import flax.linen as nn
-import jax
 import pytest
 
 from prompt_tuning import data
 from prompt_tuning.models import prompted, t5
-from prompt_tuning.runtime import evaluation, inputs, optimizer, partitioning
+from prompt_tuning.runtime import evaluation, inputs, run_setup
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
 TESTDATA = pathlib.Path(__file__).parent / 'testdata'
@@ -22,23 +21,19 @@ BATCH = 4
 @pytest.fixture(scope='module')
 def setup(fixtures_dir):
   data.set_vocabulary_path(str(fixtures_dir / 't5_vocab' / 'sentencepiece.model'))
-  data.configure_sources('files', str(TESTDATA))
   config = t5.config_for_size('tiny', vocab_size=32128)
   module = prompted.PromptedT5(config, prompt_config=prompted.PromptConfig(length=2))
-  model = EncoderDecoderModel(module, data.get_vocabulary(), optimizer.adafactor())
+  model = EncoderDecoderModel(module, data.get_vocabulary())
   shapes = inputs.model_feature_shapes(inputs.DatasetConfig('', LENGTHS, batch_size=BATCH))
-  partitioner = partitioning.Partitioner()
-  mesh = partitioner.make_mesh()
-  boxed = model.abstract_variables(shapes)['params']
-  params = nn.unbox(jax.jit(lambda rng: model.init_params(rng, shapes))(jax.random.key(0)))
-  yield model, mesh, partitioner.shardings(mesh, boxed), params
-  data.configure_sources()
+  run = run_setup.set_up(model, run_setup.RunConfig(), input_shapes=shapes)
+  return model, run.mesh, run.shardings, run.params()
 
 
 def evaluator_for(setup, task, mode, log_dir):
   model, mesh, shardings, _ = setup
   config = evaluation.EvalConfig(
-      inputs.DatasetConfig(task, LENGTHS, split='validation', batch_size=BATCH, shuffle=False),
+      inputs.DatasetConfig(task, LENGTHS, split='validation', batch_size=BATCH, shuffle=False,
+                           data_source='files', data_dir=str(TESTDATA)),
       mode=mode)
   return evaluation.Evaluator(model, config, mesh, shardings, str(log_dir))
 

@@ -53,7 +53,8 @@ def _gin_files(*roots: str) -> List[str]:
                 for p in (REPO_ROOT / root).rglob('*.gin'))
 
 
-ALL_GIN_FILES = _gin_files('gin', 'configs')
+# gin/t5x/ is for T5X's own commands (python -m t5x.train); tests/test_t5x_integration.py parses it.
+ALL_GIN_FILES = [f for f in _gin_files('gin', 'configs') if not f.startswith('gin/t5x/')]
 # Included by the recipes, not run on their own.
 FRAGMENTS = ('configs/paper_settings.gin', 'configs/demo/demo_model.gin',
              'configs/demo/demo_task.gin')
@@ -121,9 +122,12 @@ def _stack(path: str) -> Tuple[Tuple[str, ...], Dict[str, str]]:
   rules = [
       (r'gin/models/t5_1_1_prompt\.gin', (*TINY_MODEL, TRAIN_RUN), {}),
       (r'gin/models/t5_1_1_\w+_prompt\.gin', (path, TRAIN_RUN), {}),
-      (r'gin/models/|configs/demo/demo_model\.gin', (GENERIC_MODEL, path, TRAIN_RUN), {}),
+      (r'gin/models/sizes/|configs/demo/demo_model\.gin', (GENERIC_MODEL, path, TRAIN_RUN), {}),
+      (r'gin/models/', (*TINY_MODEL, path, TRAIN_RUN), {}),
       (r'gin/prompts/', (*TINY_MODEL, path, TRAIN_RUN), PROMPT_MACROS),
       (r'gin/runs/prompt_', (*TINY_MODEL, path), {}),
+      (r'gin/partitioning/model_parallel\.gin', (*TINY_MODEL, TRAIN_RUN, path),
+       {'MODEL_PARALLEL_PARTITIONS': '2'}),
       (r'gin/runs/|gin/partitioning/', (*TINY_MODEL, TRAIN_RUN, path), {}),
       (r'configs/paper_settings\.gin', (BASE_MODEL, path), {}),
       (r'configs/demo/demo_task\.gin', ('configs/demo/prompt_tuning_demo.gin', path), {}),
@@ -188,7 +192,11 @@ RUN_FILES = ('gin/runs/prompt_finetune.gin', 'gin/runs/prompt_eval.gin',
 
 
 def _declared_required(path: str) -> List[str]:
-  return re.findall(r'^(\w+) = %gin\.REQUIRED', (REPO_ROOT / path).read_text(), re.MULTILINE)
+  """The macros that `path` and the files it includes declare required."""
+  text = (REPO_ROOT / path).read_text()
+  included = re.findall(r"^include '(gin/runs/[\w.]+)'", text, re.MULTILINE)
+  return [*re.findall(r'^(\w+) = %gin\.REQUIRED', text, re.MULTILINE),
+          *(macro for other in included for macro in _declared_required(other))]
 
 
 @pytest.mark.parametrize('run_file', RUN_FILES)
@@ -226,8 +234,8 @@ def test_the_sentinel_overlay_needs_a_recipe_that_names_its_sentinel_task():
 
 @pytest.mark.parametrize('size', SIZES)
 def test_each_size_file_builds_the_released_shape_and_names_its_checkpoints(size):
-  _parse([f'gin/models/t5_1_1_{size}_prompt.gin'])
-  config = gin.get_configurable('t5.T5Config')()
+  _parse([f'gin/models/t5_1_1_{size}_prompt.gin', TRAIN_RUN], RUN_MACROS)
+  config = gin.get_configurable('t5.config_for_size')()
   assert config == t5.config_for_size(size, dropout_rate=0.1)
   assert _macro('LM_ADAPTED_CHECKPOINT') == (
       f'gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{size}/checkpoint_1100000')
@@ -238,14 +246,21 @@ def test_each_size_file_builds_the_released_shape_and_names_its_checkpoints(size
 
 
 def test_the_tiny_size_file_matches_the_tiny_preset():
-  _parse(TINY_MODEL)
-  assert gin.get_configurable('t5.T5Config')() == t5.config_for_size('tiny', dropout_rate=0.1)
+  _parse((*TINY_MODEL, TRAIN_RUN), RUN_MACROS)
+  assert gin.get_configurable('t5.config_for_size')() == t5.config_for_size('tiny', dropout_rate=0.1)
+
+
+def test_the_vocabulary_is_the_tasks_output_vocabulary():
+  _parse((*TINY_MODEL, TRAIN_RUN), RUN_MACROS)
+  task = seqio.get_mixture_or_task('taskless_super_glue_rte_v102')
+  assert gin.get_configurable('inputs.task_vocabulary')() is (
+      task.output_features['targets'].vocabulary)
 
 
 @pytest.mark.parametrize('method,name', [('greedy', 'greedy'), ('beam_search', 'beam_search'),
                                          ('nucleus_sampling', 'sample')])
 def test_decoding_files_pick_their_method(method, name):
-  _parse((GENERIC_MODEL, f'gin/models/decoding/{method}.gin'))
+  _parse((*TINY_MODEL, f'gin/models/decoding/{method}.gin', TRAIN_RUN), RUN_MACROS)
   assert gin.get_configurable('decoding.DecodingMethod')().name == name
 
 
@@ -309,9 +324,9 @@ def test_super_glue_recipes_train_a_registered_task_with_the_papers_settings(tas
   assert args['train_dataset_config'].batch_size == 32
   assert args['total_steps'] == 30_000
   assert args['model'].module.prompt_config.length == 100
-  assert args['initial_checkpoint_path'] == (
+  assert args['run_config'].initial_checkpoint_path == (
       'gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_base/checkpoint_1100000')
-  learning_rate = optimizer.current_learning_rate(args['model'].optimizer.init({'w': jnp.ones(3)}))
+  learning_rate = optimizer.current_learning_rate(args['optimizer'].init({'w': jnp.ones(3)}))
   assert float(learning_rate) == pytest.approx(0.3)
   if task in ('boolq', 'multirc', 'record', 'mixture'):
     assert args['train_dataset_config'].task_feature_lengths['inputs'] >= 512
@@ -358,7 +373,8 @@ def test_init_overlays_choose_the_prompt_initializer(init, train_arguments):
 def test_frozen_model_overlays_choose_the_checkpoint_and_task(overlay, checkpoint, task,
                                                               train_arguments):
   args = train_arguments([RTE, f'configs/ablations/{overlay}.gin'])
-  assert args['initial_checkpoint_path'] == f'gs://t5-data/pretrained_models/t5x/{checkpoint}'
+  assert args['run_config'].initial_checkpoint_path == (
+      f'gs://t5-data/pretrained_models/t5x/{checkpoint}')
   assert args['train_dataset_config'].mixture_or_task_name == task
   assert args['eval_config'].dataset.mixture_or_task_name == task
 
@@ -389,37 +405,40 @@ def _parameter_paths(model) -> List[str]:
 
 def test_the_model_tuning_overlay_trains_every_weight_of_the_bare_model(train_arguments):
   prompt_args = train_arguments([RTE])
-  assert 'encoder/prompt/prompt' in _parameter_paths(prompt_args['model'])
+  assert 'encoder/prompt/prompt/prompt' in _parameter_paths(prompt_args['model'])
   args = train_arguments([RTE, 'configs/baselines/model_tuning.gin'])
-  assert list(args['trainable_regexes']) == ['.*']
+  assert list(args['run_config'].trainable_regexes) == ['.*']
   assert args['model'].module.prompt_config.length == 0
   assert not [p for p in _parameter_paths(args['model']) if 'prompt' in p]
-  learning_rate = optimizer.current_learning_rate(args['model'].optimizer.init({'w': jnp.ones(3)}))
+  learning_rate = optimizer.current_learning_rate(args['optimizer'].init({'w': jnp.ones(3)}))
   assert float(learning_rate) == pytest.approx(1e-3)
   assert args['train_dataset_config'].mixture_or_task_name == 'taskless_super_glue_rte_v102'
 
 
 def test_bfloat16_and_partitioning_presets_hold_wherever_they_are_placed(train_arguments):
-  args = train_arguments(['gin/models/bfloat16.gin', 'gin/partitioning/model_parallel_4.gin', RTE])
-  assert args['frozen_dtype'] == jnp.bfloat16
+  args = train_arguments(['gin/models/bfloat16.gin', 'gin/partitioning/model_parallel.gin', RTE],
+                         MODEL_PARALLEL_PARTITIONS='4')
+  assert args['run_config'].frozen_dtype == jnp.bfloat16
   assert args['model'].module.config.dtype == jnp.bfloat16
-  assert args['partitioner'].num_partitions == 4
+  assert args['run_config'].partitioner.num_partitions == 4
 
 
 # -- Data sources --------------------------------------------------------------------------------
 
 
-def test_data_source_macros_reach_the_data_layer(tmp_path):
-  try:
-    _parse((*TINY_MODEL, TRAIN_RUN), {**RUN_MACROS, 'DATA_SOURCE': "'files'",
-                                       'DATA_DIR': repr(str(tmp_path))})
-    assert data.current_sources() == data.sources.SourceConfig('files', str(tmp_path))
-  finally:
-    data.configure_sources()
+@pytest.mark.parametrize('run_file', RUN_FILES)
+def test_data_source_macros_reach_every_dataset_config(run_file, tmp_path):
+  _parse((*TINY_MODEL, run_file), {**RUN_MACROS, 'DATA_SOURCE': "'files'",
+                                    'DATA_DIR': repr(str(tmp_path))})
+  for scope in ('', 'train/', 'validation/'):
+    config = gin.get_configurable('utils.DatasetConfig')
+    with gin.config_scope(scope.rstrip('/') or None):
+      dataset = config()
+    assert (dataset.data_source, dataset.data_dir) == ('files', str(tmp_path)), scope
 
 
-def test_an_unknown_data_source_is_a_one_line_error_naming_the_macros():
-  with pytest.raises(gin_config.GinConfigError,
-                     match=r"^DATA_SOURCE/DATA_DIR: data source 'hub' is unknown"):
-    _parse((*TINY_MODEL, TRAIN_RUN), {**RUN_MACROS, 'DATA_SOURCE': "'hub'"})
+def test_an_unknown_data_source_is_a_one_line_error_naming_the_macro():
+  with pytest.raises(data.DataError, match=r"^DATA_SOURCE='hub' is unknown; expected one of"):
+    with data.reading_from('hub'):
+      pass
   assert data.current_sources().source == 'tfds'

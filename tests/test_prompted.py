@@ -60,8 +60,9 @@ def without_prompt(params):
 
 
 def test_prompt_parameter_lives_at_the_t5x_prompt_tuning_path(params):
-  assert params['encoder']['prompt']['prompt'].shape == (P, CONFIG.emb_dim)
-  assert params['encoder']['prompt']['prompt'].dtype == jnp.float32
+  assert prompted.PROMPT_PATH == 'encoder/prompt/prompt/prompt'
+  assert params['encoder']['prompt']['prompt']['prompt'].shape == (P, CONFIG.emb_dim)
+  assert params['encoder']['prompt']['prompt']['prompt'].dtype == jnp.float32
 
 
 def test_prompt_length_zero_reproduces_the_bare_model_exactly(params):
@@ -116,8 +117,8 @@ def test_only_the_prompt_gradient_is_computed_when_only_the_prompt_is_trained(pa
     return jnp.sum(jax.nn.log_softmax(out) * jax.nn.one_hot(DECODER_TARGETS, CONFIG.vocab_size))
 
   grad = jax.jit(jax.grad(loss))(prompt, frozen)
-  assert np.abs(np.asarray(grad['prompt'])).min(axis=-1).max() > 0
-  assert (np.abs(np.asarray(grad['prompt'])).sum(axis=-1) > 0).all()
+  assert np.abs(np.asarray(grad['prompt']['prompt'])).min(axis=-1).max() > 0
+  assert (np.abs(np.asarray(grad['prompt']['prompt'])).sum(axis=-1) > 0).all()
 
   kernel_shapes = {tuple(x.shape) for x in jax.tree_util.tree_leaves(frozen) if x.ndim == 2}
   prompt_only = set(_dot_output_shapes(jax.grad(loss), prompt, frozen))
@@ -128,11 +129,12 @@ def test_only_the_prompt_gradient_is_computed_when_only_the_prompt_is_trained(pa
 
 def test_each_example_of_a_bank_gets_what_its_own_prompt_gives_alone():
   bank_params = _init(P, 3)
-  bank = bank_params['encoder']['prompt']['prompt']
+  bank = bank_params['encoder']['prompt']['prompt']['prompt']
   index = np.array([2, 0], np.int32)
   mixed = logits(make_model(num_prompts=3), bank_params, prompt_index=index)
   for row, k in enumerate(index):
-    single = {**bank_params, 'encoder': {**bank_params['encoder'], 'prompt': {'prompt': bank[k]}}}
+    single = {**bank_params,
+              'encoder': {**bank_params['encoder'], 'prompt': {'prompt': {'prompt': bank[k]}}}}
     alone = logits(make_model(), single)
     np.testing.assert_allclose(mixed[row][REAL_TARGETS[row]], alone[row][REAL_TARGETS[row]],
                                atol=1e-5)
@@ -149,4 +151,4 @@ def test_bfloat16_model_keeps_a_float32_prompt(params):
   out = logits(model, params)
   assert out.dtype == jnp.bfloat16
   grad = jax.grad(lambda p: logits(model, p).astype(jnp.float32).sum())(params)
-  assert grad['encoder']['prompt']['prompt'].dtype == jnp.float32
+  assert grad['encoder']['prompt']['prompt']['prompt'].dtype == jnp.float32

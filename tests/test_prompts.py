@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from prompt_tuning import prompts
+from prompt_tuning import checkpoints, prompts
 
 
 @pytest.fixture(scope='module')
@@ -72,10 +72,10 @@ def test_bank_initialisers_give_each_prompt_its_own_rows(embedding):
 
 def test_released_base_prompt_loads_into_a_base_sized_prompt(fixtures_dir):
   path = fixtures_dir / 'released_prompts' / 't5_1_1_lm100k_base' / 'rte.npy'
-  value = prompts.from_npy(str(path))(jax.random.key(0), (100, 768))
-  np.testing.assert_array_equal(value, np.load(path))
+  init = prompts.from_array(checkpoints.read_prompt(str(path)), source=str(path))
+  np.testing.assert_array_equal(init(jax.random.key(0), (100, 768)), np.load(path))
   with pytest.raises(prompts.PromptShapeError) as error:
-    prompts.from_npy(str(path))(jax.random.key(0), (100, 512))  # Small's width
+    init(jax.random.key(0), (100, 512))  # Small's width
   assert '(100, 768)' in str(error.value) and '(100, 512)' in str(error.value)
   assert str(path) in str(error.value) and '\n' not in str(error.value)
 
@@ -84,7 +84,7 @@ def test_an_unreadable_prompt_file_fails_with_its_path(tmp_path):
   bad = tmp_path / 'prompt.npy'
   bad.write_bytes(b'not numpy')
   with pytest.raises(ValueError, match=str(bad)):
-    prompts.from_npy(str(bad))
+    checkpoints.read_prompt(str(bad))
 
 
 def _combine(mode, visible):

@@ -125,7 +125,8 @@ def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, tmp_
   assert (step.group(1, 2, 4) == shown_step.group(1, 2, 4)
           and abs(float(step.group(3)) - float(shown_step.group(3))) < 0.01), (
               f'the run printed {step.group(0)!r}, the README shows {shown_step.group(0)!r}')
-  prompt = tmp_path / 'demo' / 'numpy_checkpoints' / 'checkpoint_300' / 'encoder.prompt.prompt.npy'
+  prompt = (tmp_path / 'demo' / 'numpy_checkpoints' / 'checkpoint_300' /
+            'encoder.prompt.prompt.prompt.npy')
   assert prompt.exists()
   evaluated = re.search(r'demo_sentiment: accuracy ([\d.]+)', run(evaluate, env, timeout=300))
   assert evaluated and evaluated.group(1) == final.group(1)

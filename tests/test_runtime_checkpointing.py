@@ -58,8 +58,8 @@ def test_a_killed_run_resumes_from_its_last_committed_checkpoint(restarted):
 def test_a_killed_and_restarted_run_ends_with_the_prompt_of_a_straight_run(restarted):
   _, _, result = restarted
   _, straight = h.trained_run()
-  np.testing.assert_array_equal(result.params['encoder']['prompt']['prompt'],
-                                straight.params['encoder']['prompt']['prompt'])
+  np.testing.assert_array_equal(result.params['encoder']['prompt']['prompt']['prompt'],
+                                straight.params['encoder']['prompt']['prompt']['prompt'])
   assert result.losses == straight.losses[-len(result.losses):]
 
 
@@ -74,8 +74,8 @@ def test_a_checkpoint_holds_the_prompt_and_its_optimizer_state_only():
   tree = ocp.StandardCheckpointer().metadata(
       model_dir / f'checkpoint_{h.TRAINED_STEPS}' / 'state').item_metadata.tree
   assert jax.tree_util.tree_structure(tree['target']) == jax.tree_util.tree_structure(
-      {'encoder': {'prompt': {'prompt': 0}}})
-  prompt_key = "['encoder']['prompt']['prompt']"
+      {'encoder': {'prompt': {'prompt': {'prompt': 0}}}})
+  prompt_key = "['encoder']['prompt']['prompt']['prompt']"
   for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
     # Besides the prompt and its statistics: the step, update counts, learning rate and RNG.
     assert jax.tree_util.keystr(path).endswith(prompt_key) or np.prod(leaf.shape) <= 2, path
@@ -90,7 +90,7 @@ def test_a_checkpoint_holds_the_prompt_and_its_optimizer_state_only():
 
 def test_a_checkpoint_restores_the_whole_train_state_and_the_input_position(tmp_path):
   """Step, trained parameters, optimizer state and RNG come back exactly, laid out as asked."""
-  params = {'encoder': {'prompt': {'prompt': jnp.arange(8.0).reshape(2, 4)}},
+  params = {'encoder': {'prompt': {'prompt': {'prompt': jnp.arange(8.0).reshape(2, 4)}}},
             'decoder': {'kernel': jnp.ones((4, 4))}}
   labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
   tx = optimizer.masked(optimizer.adafactor(), labels)

@@ -124,8 +124,8 @@ def test_two_processes_decode_the_predictions_of_one(two_processes):
 def test_two_processes_end_with_the_prompt_of_one(two_processes):
   model_dir, _ = two_processes
   exported = np.load(model_dir / 'numpy_checkpoints' / f'checkpoint_{h.REFERENCE_STEPS}' /
-                     'encoder.prompt.prompt.npy')
-  expected = h.reference_run()[1].params['encoder']['prompt']['prompt']
+                     'encoder.prompt.prompt.prompt.npy')
+  expected = h.reference_run()[1].params['encoder']['prompt']['prompt']['prompt']
   # Adafactor's normalised updates carry the rounding of a different summation order along.
   np.testing.assert_allclose(exported, expected, rtol=1e-3, atol=1e-3)
 

@@ -37,7 +37,7 @@ def runs(tmp_path_factory):
   trained_dir, _ = h.trained_run()  # meanwhile, unless an earlier test made it
   checkpoint = repr(str(trained_dir / f'checkpoint_{h.TRAINED_STEPS}'))
   prompt_file = repr(str(trained_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
-                         'encoder.prompt.prompt.npy'))
+                         'encoder.prompt.prompt.prompt.npy'))
   commands = {
       'eval_checkpoint': h.cli_command('eval', h.EVAL_GIN, h.toy_macros(
           dirs['eval_checkpoint'], h.WIDE_MODEL, CHECKPOINT_PATH=checkpoint, EVAL_STEPS='2')),

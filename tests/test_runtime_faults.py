@@ -24,12 +24,12 @@ import runtime_helpers as h
 from prompt_tuning.runtime import checkpointing, optimizer, run_lock
 from prompt_tuning.runtime.trainer import TrainState
 
-PROMPT_FILE = 'encoder.prompt.prompt.npy'
+PROMPT_FILE = 'encoder.prompt.prompt.prompt.npy'
 NO_EVAL = {'train_script.train.infer_eval_dataset_cfg': 'None'}
 
 
 def straight_prompt():
-  return np.asarray(h.trained_run()[1].params['encoder']['prompt']['prompt'])
+  return np.asarray(h.trained_run()[1].params['encoder']['prompt']['prompt']['prompt'])
 
 
 def copy_of_trained_run(tmp_path):
@@ -103,7 +103,8 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_resumes_from_the_one
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
   assert any(f'checkpoint_{h.TRAINED_STEPS}/state' in w for w in warnings), warnings
   assert len(result.losses) == 5  # from checkpoint_15
-  np.testing.assert_array_equal(result.params['encoder']['prompt']['prompt'], straight_prompt())
+  np.testing.assert_array_equal(result.params['encoder']['prompt']['prompt']['prompt'],
+                                straight_prompt())
   (aside,) = (model_dir / checkpointing.CORRUPT_DIR).iterdir()
   assert aside.name.startswith(f'checkpoint_{h.TRAINED_STEPS}-')
   # The step was trained and saved again, whole.
@@ -113,7 +114,8 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_resumes_from_the_one
 
 
 def _small_state(prompt):
-  params = {'encoder': {'prompt': {'prompt': prompt}}, 'decoder': {'kernel': jnp.ones((4, 4))}}
+  params = {'encoder': {'prompt': {'prompt': {'prompt': prompt}}},
+            'decoder': {'kernel': jnp.ones((4, 4))}}
   labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
   tx = optimizer.masked(optimizer.adafactor(), labels)
   trainable, _ = optimizer.split(params, labels)
@@ -225,7 +227,8 @@ def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_bit_identical(t
   assert step in h.committed_steps(model_dir) and not (model_dir / run_lock.LOCK_FILE).exists()
   resumed = h.train_in_process({**macros, **NO_EVAL})
   assert len(resumed.losses) == h.TRAINED_STEPS - step
-  np.testing.assert_array_equal(resumed.params['encoder']['prompt']['prompt'], straight_prompt())
+  np.testing.assert_array_equal(resumed.params['encoder']['prompt']['prompt']['prompt'],
+                                straight_prompt())
   assert resumed.losses == h.trained_run()[1].losses[step:]
 
 
@@ -298,7 +301,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_earlier_checkpoints_stay_
   (disk / 'filler').unlink()
   checkpointer = checkpointing.Checkpointer(str(model_dir))
   like = h.trained_run()[1].state
-  np.testing.assert_array_equal(
-      checkpointer.restore(like, h.TRAINED_STEPS).state.trainable['encoder']['prompt']['prompt'],
-      straight_prompt())
+  trainable = checkpointer.restore(like, h.TRAINED_STEPS).state.trainable
+  np.testing.assert_array_equal(trainable['encoder']['prompt']['prompt']['prompt'],
+                                straight_prompt())
   checkpointer.close()

@@ -84,13 +84,13 @@ def test_each_checkpoint_exports_the_prompt_as_npy(run):
   assert {p.name for p in exports.iterdir()} == {f'checkpoint_{s}' for s in CHECKPOINT_STEPS}
   for step in CHECKPOINT_STEPS:
     assert [p.name for p in (exports / f'checkpoint_{step}').iterdir()] == [
-        'encoder.prompt.prompt.npy']
+        'encoder.prompt.prompt.prompt.npy']
 
 
 def test_the_npy_export_reloads_as_the_trained_prompt(run):
   model_dir, result = run
   exported = np.load(model_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
-                     'encoder.prompt.prompt.npy')
-  trained = np.asarray(result.params['encoder']['prompt']['prompt'])
+                     'encoder.prompt.prompt.prompt.npy')
+  trained = np.asarray(result.params['encoder']['prompt']['prompt']['prompt'])
   assert exported.dtype == np.float32 and exported.shape == (4, 64)
   np.testing.assert_array_equal(exported, trained)

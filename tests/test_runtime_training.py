@@ -31,7 +31,8 @@ def initial(tmp_path_factory):
   (that of a run of 0 steps)."""
   frozen = checkpoints.open_checkpoint(h.frozen_checkpoint(**h.TOY_MODEL)).read_all()
   start = h.train_in_process(h.train_macros(tmp_path_factory.mktemp('start'), 0))
-  return {**flat(frozen), h.PROMPT_PATH: np.asarray(start.params['encoder']['prompt']['prompt'])}
+  prompt = start.params['encoder']['prompt']['prompt']['prompt']
+  return {**flat(frozen), h.PROMPT_PATH: np.asarray(prompt)}
 
 
 @pytest.fixture(scope='module')
@@ -60,13 +61,13 @@ def test_prompt_tuning_changes_the_prompt_and_nothing_else(initial):
 
 def test_the_optimizer_keeps_statistics_of_the_prompt_only():
   state = h.reference_run()[1].state
-  prompt = h.reference_run()[1].params['encoder']['prompt']['prompt']
+  prompt = h.reference_run()[1].params['encoder']['prompt']['prompt']['prompt']
   leaves = array_leaves(state.opt_state)
   # Adafactor's second moment of the [P, H] prompt (unfactored: it is small); the rest are scalars
   # (step counts, the learning rate) and the [1] placeholders of the unused factored moments.
   statistics = [(path, x) for path, x in leaves if x.size > 1]
   assert [x.shape for _, x in statistics] == [prompt.shape]
-  assert all("['encoder']['prompt']['prompt']" in path for path, _ in statistics)
+  assert all("['encoder']['prompt']['prompt']['prompt']" in path for path, _ in statistics)
   assert sum(x.nbytes for _, x in leaves) < 2 * prompt.nbytes
   trainable = [path for path, x in flat(state.trainable).items() if x is not None]
   assert trainable == [h.PROMPT_PATH]

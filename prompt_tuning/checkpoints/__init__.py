@@ -3,6 +3,7 @@
 Formats only: no training logic. `load_t5` is the usual entry point.
 """
 
+from prompt_tuning.checkpoints.embedding import read_embedding
 from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.checkpoints.hf import HFCheckpoint, t5_config_from_hf
 from prompt_tuning.checkpoints.loader import load_t5, model_shapes, open_checkpoint

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from prompt_tuning.checkpoints import arrays, storage
+from prompt_tuning import storage
+from prompt_tuning.checkpoints import arrays
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.models import t5
 
@@ -162,12 +163,11 @@ def _torch_arrays(file: str) -> Dict[str, np.ndarray]:
 def _files(directory: str, name: str) -> List[str]:
   """The file `name` in `directory`, or the shards its `.index.json` lists; [] when neither."""
   index = os.path.join(directory, name + '.index.json')
-  if os.path.exists(index):
-    with open(index) as f:
-      shards = json.load(f)['weight_map'].values()
+  if storage.exists(index):
+    shards = json.loads(storage.read_text(index))['weight_map'].values()
     return sorted({os.path.join(directory, shard) for shard in shards})
   single = os.path.join(directory, name)
-  return [single] if os.path.exists(single) else []
+  return [single] if storage.exists(single) else []
 
 
 def _weights(directory: str) -> Dict[str, arrays.LazyArray]:
@@ -191,7 +191,7 @@ def resolve(path_or_id: str) -> str:
   UnreachableError says what could not be reached and how to point at a
   local copy. An answer of "no such model" keeps its own message.
   """
-  if os.path.isdir(path_or_id):
+  if storage.is_dir(path_or_id):
     return path_or_id
   try:
     # pylint: disable=g-import-not-at-top
@@ -234,14 +234,14 @@ def _snapshot(repo_id: str, revision: Optional[str]) -> str:
   offline = revision is None
   directory = snapshot_download(repo_id, revision=revision, local_files_only=offline,
                                 allow_patterns=[CONFIG_FILE, SAFETENSORS_FILE + '*'])
-  if not any(f.startswith(SAFETENSORS_FILE) for f in os.listdir(directory)):
+  if not any(f.startswith(SAFETENSORS_FILE) for f in storage.list_dir(directory)):
     directory = snapshot_download(repo_id, revision=revision, local_files_only=offline,
                                   allow_patterns=[CONFIG_FILE, TORCH_FILE + '*'])
   return directory
 
 
 def _hub_unreachable(repo_id: str, error: BaseException, elapsed: float, timeout: float,
-                     endpoint: str) -> storage.UnreachableError:
+                     endpoint: str) -> 'storage.UnreachableError':
   """The one-line error of a hub model that neither the hub nor the local cache could give."""
   local = ('point INITIAL_CHECKPOINT_PATH at a local model directory (config.json and '
            'model.safetensors), e.g. --gin.INITIAL_CHECKPOINT_PATH="\'/path/to/model_dir\'"')
@@ -265,10 +265,10 @@ class HFCheckpoint(arrays.ArrayCheckpoint):
   def __init__(self, path_or_id: str):
     self.directory = resolve(path_or_id)
     config_file = os.path.join(self.directory, CONFIG_FILE)
+    text = storage.read_text(config_file)
     try:
-      with open(config_file) as f:
-        self.hf_config = json.load(f)
-    except (OSError, ValueError) as e:
+      self.hf_config = json.loads(text)
+    except ValueError as e:
       raise CheckpointError(f'Cannot read {config_file}: {one_line(e)}') from None
     weights = _weights(self.directory)
     mapped = {}

@@ -6,7 +6,6 @@ arrays one at a time into host memory or straight into their shardings.
 Knows the model only through `jax.eval_shape` of its init; no training logic.
 """
 
-import os
 import re
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -15,7 +14,8 @@ import flax.traverse_util
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning.checkpoints import hf, storage, t5x
+from prompt_tuning import storage
+from prompt_tuning.checkpoints import hf, t5x
 from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.models import t5
 
@@ -35,9 +35,9 @@ def open_checkpoint(path_or_id: str) -> Checkpoint:
   if (storage.exists(f'{path}/{t5x.ORBAX_ITEM}/{t5x.ORBAX_METADATA}', t5x.SETTING) or
       storage.exists(f'{path}/{t5x.ORBAX_METADATA}', t5x.SETTING)):
     return t5x.OrbaxT5XCheckpoint(path)
-  is_hub_id = (_HUB_ID.fullmatch(path) and not os.path.exists(path) and
-               not path.startswith(('.', '~')))
-  if os.path.isfile(os.path.join(path, hf.CONFIG_FILE)) or is_hub_id:
+  is_hub_id = (_HUB_ID.fullmatch(path) and not storage.is_dir(path) and
+               not storage.exists(path) and not path.startswith(('.', '~')))
+  if storage.exists(f'{path}/{hf.CONFIG_FILE}', t5x.SETTING) or is_hub_id:
     return hf.HFCheckpoint(path)
   raise CheckpointError(
       f'No checkpoint at {path_or_id}: expected a T5X checkpoint directory (with a '

@@ -1,8 +1,8 @@
-"""Prompts as `.npy` files, named as T5X prompt tuning names them (`encoder.prompt.prompt.npy`).
+"""Prompts as `.npy` files, named the T5X prompt tuning way (`encoder.prompt.prompt.prompt.npy`).
 
 The paper's released prompts and tools use this naming, so prompts move
-between the two. Local paths and `gs://`; writes are atomic. Knows nothing
-of models or training.
+between the two. Local paths and `gs://`; writes are atomic. Knows of the
+model only its prompt's path; nothing of training.
 """
 
 import io
@@ -10,15 +10,16 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from prompt_tuning.checkpoints import storage
+from prompt_tuning import storage
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
+from prompt_tuning.models import prompted
 
 # Where the prompted model keeps its prompt.
-PROMPT_PARAM_PATH = 'encoder/prompt/prompt'
+PROMPT_PARAM_PATH = prompted.PROMPT_PATH
 
 
 def prompt_file_name(param_path: str = PROMPT_PARAM_PATH) -> str:
-  """'encoder/prompt/prompt' -> 'encoder.prompt.prompt.npy'."""
+  """'encoder/prompt/prompt/prompt' -> 'encoder.prompt.prompt.prompt.npy'."""
   return param_path.replace('/', '.') + '.npy'
 
 

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from prompt_tuning import storage
 from prompt_tuning.checkpoints import numpy_prompts
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 
@@ -28,7 +29,7 @@ def write_peft_adapter(directory: str, prompt: Any,
   PEFT fills in the model fields left out here (layers, heads) from the base
   model when it loads the adapter.
   """
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
   prompt = np.ascontiguousarray(prompt, np.float32)
   if prompt.ndim != 2:
     raise CheckpointError(f'A PEFT adapter holds one [P, H] prompt, got shape {prompt.shape}.')
@@ -43,26 +44,23 @@ def write_peft_adapter(directory: str, prompt: Any,
       'base_model_name_or_path': base_model_name_or_path,
       'inference_mode': True,
   }
-  os.makedirs(directory, exist_ok=True)
   # Each file appears whole; the config, written last, marks a complete adapter.
   weights_file, config_file = (os.path.join(directory, f) for f in (WEIGHTS_FILE, CONFIG_FILE))
-  save_file({PROMPT_KEY: prompt}, weights_file + '.tmp')
-  os.replace(weights_file + '.tmp', weights_file)
-  with open(config_file + '.tmp', 'w') as f:
-    json.dump(config, f, indent=2)
-  os.replace(config_file + '.tmp', config_file)
+  storage.write_bytes(weights_file, save({PROMPT_KEY: prompt}))
+  storage.write_text(config_file, json.dumps(config, indent=2))
 
 
 def read_peft_adapter(directory: str, expected_shape: Optional[Sequence[int]] = None) -> np.ndarray:
   """The [P, H] encoder prompt of a PEFT prompt-tuning adapter, checked against `expected_shape`."""
   from safetensors import SafetensorError  # pylint: disable=g-import-not-at-top
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
   config_file, weights_file = (os.path.join(directory, f) for f in (CONFIG_FILE, WEIGHTS_FILE))
   try:
-    with open(config_file) as f:
-      config = json.load(f)
-    prompt = load_file(weights_file)[PROMPT_KEY]
-  except (OSError, ValueError, KeyError, SafetensorError) as e:  # missing or bad file, no prompt
+    config = json.loads(storage.read_text(config_file))
+    prompt = load(storage.read_bytes(weights_file))[PROMPT_KEY]
+  except storage.UnreachableError:  # its message already says what to do
+    raise
+  except (CheckpointError, ValueError, KeyError, SafetensorError) as e:  # missing or bad, no prompt
     raise CheckpointError(f'Cannot read the PEFT adapter in {directory}: {one_line(e)}') from None
   if config.get('peft_type') != 'PROMPT_TUNING':
     raise CheckpointError(f'{config_file}: peft_type is {config.get("peft_type")!r}, expected '

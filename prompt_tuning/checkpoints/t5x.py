@@ -18,7 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
 
-from prompt_tuning.checkpoints import arrays, storage
+from prompt_tuning import storage
+from prompt_tuning.checkpoints import arrays
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 
 # The file that makes a directory a native T5X checkpoint (format version 3).

@@ -2,7 +2,7 @@
 
 Importing the package registers all tasks (see `tasks`). The public API:
 
-  configure_sources(source='tfds'|'files', data_dir=None)   where examples are read from
+  with reading_from(source='tfds'|'files', data_dir=None):  where examples are read from
   set_vocabulary_path(path), get_vocabulary()               the SentencePiece vocabulary
   task_names()                                              every task registered here
   get_label_strings(task), get_label_token_ids(task)        verbalizers, for rank classification
@@ -19,8 +19,8 @@ from prompt_tuning.data.metrics import super_glue_average
 from prompt_tuning.data.registry import get_label_strings
 from prompt_tuning.data.registry import get_label_token_ids
 from prompt_tuning.data.registry import task_names
-from prompt_tuning.data.sources import configure_sources
 from prompt_tuning.data.sources import current_sources
+from prompt_tuning.data.sources import reading_from
 from prompt_tuning.data.truncation import log_truncation_summary
 from prompt_tuning.data.truncation import reset_truncation_stats
 from prompt_tuning.data.truncation import truncation_stats

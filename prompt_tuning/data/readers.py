@@ -17,9 +17,9 @@ import re
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
-from etils import epath
 import tensorflow as tf
 
+from prompt_tuning import storage
 from prompt_tuning.data import errors
 
 Example = dict[str, Any]  # Nested like the TFDS features; lists where TFDS has sequences.
@@ -53,7 +53,7 @@ def _open_text(path: str) -> Iterator[Iterator[str]]:
   A line that is not valid UTF-8 is a DataError naming the file and line.
   """
   with contextlib.ExitStack() as stack:
-    binary = stack.enter_context(epath.Path(path).open('rb'))
+    binary = stack.enter_context(storage.open_binary(path))
     if path.endswith('.gz'):
       binary = stack.enter_context(gzip.GzipFile(fileobj=binary))
     text = io.TextIOWrapper(binary, encoding='utf-8', errors='surrogateescape')

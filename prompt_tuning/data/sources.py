@@ -1,18 +1,23 @@
 """Chooses where every task reads its examples: TFDS (the default) or the official release files.
 
-Tasks are registered at import, before any flag is parsed, so the choice is made when a dataset
-is loaded: `configure_sources` sets it for the process, and each task's `DatasetSource` asks
-for it in `get_dataset`. Both sources give the same examples (see `readers`). This module knows
-datasets and files, not task formats.
+Tasks are registered at import, before any flag is parsed, and seqio finds them by name, so
+the choice cannot be a task's argument: the runtime builds datasets inside
+`reading_from(source, data_dir)` (the DATA_SOURCE and DATA_DIR of its DatasetConfig), and each
+task's `DatasetSource` asks for the choice in force when a dataset is built. Outside such a block,
+TFDS in its default data dir. Both sources give the same examples (see `readers`). This
+module knows datasets and files, not task formats.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 import seqio
 import tensorflow as tf
 
+from prompt_tuning import storage
 from prompt_tuning.data import datasets
 from prompt_tuning.data import errors
 from prompt_tuning.data import readers
@@ -27,11 +32,14 @@ class SourceConfig:
   data_dir: Optional[str] = None
 
 
-_config = SourceConfig()
+# Set only inside `reading_from`, for the datasets built there.
+_in_force: contextvars.ContextVar[SourceConfig] = contextvars.ContextVar(
+    'data_source', default=SourceConfig())
 
 
-def configure_sources(source: str = 'tfds', data_dir: Optional[str] = None) -> SourceConfig:
-  """Sets where all tasks of `prompt_tuning.data` read their examples from, for this process.
+@contextlib.contextmanager
+def reading_from(source: str = 'tfds', data_dir: Optional[str] = None) -> Iterator[SourceConfig]:
+  """Inside the block, the tasks of `prompt_tuning.data` read their examples from `source`.
 
   Args:
     source: 'tfds' reads prepared TFDS datasets (`super_glue/<name>:1.0.2`,
@@ -42,36 +50,38 @@ def configure_sources(source: str = 'tfds', data_dir: Optional[str] = None) -> S
       'glue', 'mrqa', which lets GLUE's and SuperGLUE's `RTE/` live side by side), then in
       `<data_dir>/` itself.
 
-  Returns:
-    The configuration now in force.
+  Yields:
+    The configuration in force in the block.
 
   Raises:
     DataError: an unknown source, or 'files' without an existing `data_dir`.
   """
-  global _config
   if source not in SOURCES:
-    raise errors.DataError(f'data source {source!r} is unknown; expected one of {SOURCES}')
-  if source == 'files' and not (data_dir and tf.io.gfile.isdir(data_dir)):
-    raise errors.DataError(f"data source 'files' needs data_dir, the folder of the release "
+    raise errors.DataError(f'DATA_SOURCE={source!r} is unknown; expected one of {SOURCES}')
+  if source == 'files' and not (data_dir and storage.is_dir(data_dir)):
+    raise errors.DataError(f"DATA_SOURCE='files' needs DATA_DIR, the folder of the release "
                            f'files; got {data_dir!r}, which is not a folder')
-  _config = SourceConfig(source, data_dir)
-  return _config
+  token = _in_force.set(SourceConfig(source, data_dir))
+  try:
+    yield _in_force.get()
+  finally:
+    _in_force.reset(token)
 
 
 def current_sources() -> SourceConfig:
-  """The source configuration in force (see `configure_sources`)."""
-  return _config
+  """The source configuration in force (see `reading_from`)."""
+  return _in_force.get()
 
 
 def release_paths(dataset: datasets.Dataset, split: str, data_dir: str) -> list[str]:
-  """The release files of `split`, found under `data_dir` (see `configure_sources`)."""
+  """The release files of `split`, found under `data_dir` (see `reading_from`)."""
   paths = []
   for name in dataset.files[split]:
     candidates = [os.path.join(root, name)
                   for root in (os.path.join(data_dir, dataset.release), data_dir)]
     if name.endswith('.gz'):  # Users may have gunzipped MRQA's files.
       candidates += [c[:-len('.gz')] for c in candidates]
-    found = next((c for c in candidates if tf.io.gfile.exists(c)), None)
+    found = next((c for c in candidates if storage.is_file(c)), None)
     if found is None:
       raise errors.DataError(f"missing file for split '{split}' of {dataset.tfds_name}: "
                              f"{candidates[0]} (also looked for {', '.join(candidates[1:])})")

@@ -20,12 +20,10 @@ import tempfile
 
 from prompt_tuning.demo import tasks
 from prompt_tuning.models import t5
-from prompt_tuning.runtime import checkpointing, inputs, model, optimizer, train_loop
+from prompt_tuning.runtime import checkpointing, inputs, model, optimizer, run_setup, train_loop
 
-# Shape of the demo model (configs/demo/demo_model.gin repeats it for the prompt run).
-CONFIG = t5.T5Config(vocab_size=tasks.VOCAB_SIZE, emb_dim=64, num_heads=4, head_dim=16,
-                     num_encoder_layers=2, num_decoder_layers=2, mlp_dim=128,
-                     relative_attention_num_buckets=16, relative_attention_max_distance=32)
+# Shape of the demo model, the row of t5.SIZES that configs/demo/demo_model.gin names too.
+CONFIG = t5.config_for_size('demo')
 FEATURE_LENGTHS = {'inputs': 16, 'targets': 4}
 PRETRAINING_STEPS = 2000
 # Adafactor: linear warm-up to the peak, then cosine decay to zero at the last step.
@@ -56,15 +54,16 @@ def frozen_model_checkpoint(directory: str = '', seed: int = 0) -> str:
   staging = tempfile.mkdtemp(prefix='.frozen_t5.', dir=parent)
   learning_rate = optimizer.warmup_then_decay(PEAK_LEARNING_RATE, WARMUP_STEPS,
                                               PRETRAINING_STEPS - WARMUP_STEPS)
-  pretrain = model.EncoderDecoderModel(
-      t5.Transformer(CONFIG), tasks.VOCABULARY, optimizer.adafactor(learning_rate=learning_rate),
-      loss_normalizing_factor='NUM_REAL_TARGET_TOKENS')
+  pretrain = model.EncoderDecoderModel(t5.Transformer(CONFIG), tasks.VOCABULARY,
+                                       loss_normalizing_factor='NUM_REAL_TARGET_TOKENS')
   train_loop.train(
-      model=pretrain, model_dir=staging, total_steps=PRETRAINING_STEPS,
+      model=pretrain, optimizer=optimizer.adafactor(learning_rate=learning_rate),
+      model_dir=staging, total_steps=PRETRAINING_STEPS,
       train_dataset_config=inputs.DatasetConfig('demo_pretraining', FEATURE_LENGTHS, batch_size=32,
                                                 seed=seed),
       checkpoint_config=checkpointing.CheckpointConfig(period=PRETRAINING_STEPS, keep=1),
-      trainable_regexes=optimizer.ALL_PARAMETERS, random_seed=seed, log_every=500)
+      run_config=run_setup.RunConfig(trainable_regexes=optimizer.ALL_PARAMETERS, random_seed=seed),
+      log_every=500)
   # Another process may have finished first; either copy is the same model.
   if not os.path.isdir(checkpoint):
     shutil.rmtree(directory, ignore_errors=True)

@@ -1,19 +1,27 @@
 """T5 1.1 with a soft prompt injected between the token embedding and the encoder stack.
 
-The prompt parameter lives at `encoder/prompt/prompt`, the path T5X prompt
-tuning uses, so exported prompts are named `encoder.prompt.prompt.npy`.
+The prompt parameter lives at `PROMPT_PATH` (`encoder/prompt/prompt/prompt`),
+the path of the paper's T5X prompt tuning code, so its checkpoints and
+exported prompts (`encoder.prompt.prompt.prompt.npy`) move between the two.
 Every other parameter is the bare model's, unchanged.
 """
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from prompt_tuning import prompts
 from prompt_tuning.models import t5
 
 Array = jax.Array
+
+# The prompt parameter's '/'-joined path: encoder / InputPrompt / Prompt / parameter.
+PROMPT_PATH = 'encoder/prompt/prompt/prompt'
+# Where releases before the paper's layout kept it; readers still accept it.
+LEGACY_PROMPT_PATH = 'encoder/prompt/prompt'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,21 +48,35 @@ class PromptConfig:
                        f'{prompts.COMBINE_MODES}.')
 
 
+class InputPrompt(nn.Module):
+  """The prompt (submodule `prompt`) and where it joins the embedded input."""
+  prompt_config: PromptConfig
+  embed_dim: int
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    c = self.prompt_config
+    self.prompt = prompts.Prompt(c.length, self.embed_dim, c.num_prompts, c.init, self.dtype)
+
+  def __call__(self, embedded: Array, visible: Array,
+               prompt_index: Optional[Array] = None) -> Tuple[Array, Array]:
+    """[B, T, H] embedded input, [B, T] visibility -> [B, P+T, H] and [B, P+T]."""
+    prompt = self.prompt(embedded.shape[0], prompt_index)
+    return prompts.combine_with_inputs(prompt, embedded, visible, self.prompt_config.combine)
+
+
 class PromptedEncoder(t5.Encoder):
   """The T5 encoder with the prompt joined to its embedded input."""
   prompt_config: PromptConfig = PromptConfig()
 
   def setup(self):
     super().setup()
-    c = self.prompt_config
-    self.prompt = prompts.Prompt(c.length, self.config.emb_dim, c.num_prompts, c.init,
-                                 self.config.dtype)
+    self.prompt = InputPrompt(self.prompt_config, self.config.emb_dim, self.config.dtype)
 
   def embed_inputs(self, encoder_input_tokens: Array, prompt_index: Optional[Array] = None):
     """[B, T] tokens -> ([B, P+T, H] embedded prompt and input, [B, P+T] visible positions)."""
     embedded, visible = super().embed_inputs(encoder_input_tokens)
-    prompt = self.prompt(encoder_input_tokens.shape[0], prompt_index)
-    return prompts.combine_with_inputs(prompt, embedded, visible, self.prompt_config.combine)
+    return self.prompt(embedded, visible, prompt_index)
 
   def visible_positions(self, encoder_input_tokens: Array) -> Array:
     """[B, T] tokens -> [B, P+T]: prompt positions and non-padding inputs."""

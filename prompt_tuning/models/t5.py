@@ -37,10 +37,15 @@ class T5Config:
   scan_layers: bool = False  # one scanned layer per stack; params gain a leading `layers` axis
 
 
-# The released T5 1.1 LM-adapted checkpoints (`t5_1_1_lm100k_<size>`).
+# The one table of model shapes: the released T5 1.1 LM-adapted checkpoints
+# (`t5_1_1_lm100k_<size>`), plus 'tiny' for tests and 'demo' for the offline demo's
+# frozen model. Gin files name a row with MODEL_SIZE (gin/models/sizes/).
 SIZES: Dict[str, Dict[str, int]] = {
     'tiny': dict(emb_dim=8, num_heads=2, num_encoder_layers=2, num_decoder_layers=2, head_dim=4,
                  mlp_dim=16, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                 vocab_size=128),
+    'demo': dict(emb_dim=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, head_dim=16,
+                 mlp_dim=128, relative_attention_num_buckets=16, relative_attention_max_distance=32,
                  vocab_size=128),
     'small': dict(emb_dim=512, num_heads=6, num_encoder_layers=8, num_decoder_layers=8, mlp_dim=1024),
     'base': dict(emb_dim=768, num_heads=12, num_encoder_layers=12, num_decoder_layers=12,

@@ -2,8 +2,8 @@
 
 `shape` is `[P, H]` for one prompt or `[K, P, H]` for a bank of K prompts;
 vocabulary-based initializers take the frozen model's embedding table `[V, H]`
-as a concrete array (the runtime reads it from the checkpoint). No I/O here
-except `from_npy`, which reads the one file it is given through `checkpoints`.
+as a concrete array, and a stored prompt comes as an array (`from_array`): the
+checkpoint readers read files, so that nothing here does I/O.
 """
 
 from typing import Callable, Protocol, Sequence
@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from prompt_tuning import checkpoints
 from prompt_tuning.errors import UserError
 
 Initializer = Callable[..., jax.Array]
@@ -129,11 +128,6 @@ def from_array(value: np.ndarray, source: str = 'array') -> Initializer:
     return jnp.asarray(value, dtype)
 
   return init
-
-
-def from_npy(path: str) -> Initializer:
-  """The prompt stored in a `.npy` file, local or `gs://` (e.g. `encoder.prompt.prompt.npy`)."""
-  return from_array(checkpoints.read_prompt(path), source=f'prompt file {path}')
 
 
 def _check_width(rows: np.ndarray, width: int, what: str) -> None:

@@ -17,10 +17,8 @@ a kill left it missing or different from its checkpoint.
 
 import dataclasses
 import datetime
-import glob
 import io
 import json
-import os
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -33,7 +31,7 @@ from absl import logging
 from etils import epath
 
 from prompt_tuning import checkpoints
-from prompt_tuning.checkpoints import storage
+from prompt_tuning import storage
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.errors import UserError
 from prompt_tuning.runtime.trainer import TrainState
@@ -166,7 +164,8 @@ class Checkpointer:
         save_interval_steps=1, max_to_keep=config.keep, step_prefix='checkpoint', create=False,
         enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(epath.Path(model_dir), options=options,
-                                          item_names=('state', 'run'))
+                                          item_handlers={'state': ocp.StandardCheckpointHandler(),
+                                                         'run': ocp.JsonCheckpointHandler()})
 
   def checkpoint_dir(self, step: int) -> str:
     return f'{self.model_dir.rstrip("/")}/checkpoint_{step}'
@@ -220,18 +219,57 @@ class Checkpointer:
     it cannot be read or fails its checksums, and CheckpointError when its
     arrays do not have the shapes of `like`.
     """
+    step, record, saved = self._verified(_to_saved(like), step)
+    state = TrainState(step=saved['state']['step'],
+                       trainable=_unprune(saved['target'], like.trainable),
+                       opt_state=_configured_hyperparams(saved['state']['opt_state'],
+                                                         like.opt_state, step),
+                       rng=saved['state']['rng'])
+    return Restored(state, int(record['position']), dict(record['settings']))
+
+  def restore_trainable(self, like: Params, step: Optional[int] = None) -> Params:
+    """The verified trainable parameters saved at `step` (default: the latest), laid out like `like`.
+
+    For evaluation, which has no optimizer: the rest of the state is read as
+    it was saved, replicated, and dropped; only the parameters are verified.
+    """
+    step = self._step_or_latest(step)
+    try:
+      saved_state = self._manager.item_metadata(step)['state']['state']
+    except Exception as e:  # pylint: disable=broad-except  # a damaged file fails in many ways
+      raise CorruptCheckpointError(f'{self.checkpoint_dir(step)}/state cannot be read: '
+                                   f'{one_line(e)}') from None
+    leaves = [x for x in jax.tree_util.tree_leaves(like) if x is not None]
+    replicated = jax.sharding.NamedSharding(leaves[0].sharding.mesh, jax.sharding.PartitionSpec())
+    as_saved = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), saved_state)
+    _, _, saved = self._verified({'target': prune(like), 'state': as_saved}, step,
+                                 verify="['target']")
+    return _unprune(saved['target'], like)
+
+  def _step_or_latest(self, step: Optional[int]) -> int:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f'{self.model_dir} holds no checkpoint.')
+    return step
+
+  def _verified(self, target: Params, step: Optional[int], verify: str = ''
+                ) -> Tuple[int, Dict[str, Any], Params]:
+    """(step, run record, saved tree) of checkpoint `step`, read in the layout of `target`.
+
+    The shapes and checksums of the arrays whose paths start with `verify` are
+    checked against the run record. Raises as `restore` does.
+    """
+    step = self._step_or_latest(step)
     record = self.read_record(step)
-    target = _to_saved(like)
-    expected = shapes(target)
-    if record['shapes'] != expected:
-      changed = sorted(p for p in set(expected) | set(record['shapes'])
-                       if record['shapes'].get(p) != expected.get(p))
+    covered = lambda by_path: {p: v for p, v in by_path.items() if p.startswith(verify)}
+    expected, recorded = covered(shapes(target)), covered(record['shapes'])
+    if recorded != expected:
+      changed = sorted(p for p in set(expected) | set(recorded)
+                       if recorded.get(p) != expected.get(p))
       raise CheckpointError(
           f'{self.checkpoint_dir(step)} holds {changed[0]} with shape '
-          f'{record["shapes"].get(changed[0])}, the model expects {expected.get(changed[0])}.')
+          f'{recorded.get(changed[0])}, the model expects {expected.get(changed[0])}.')
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
       saved = self._manager.restore(
@@ -239,18 +277,13 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except  # a damaged file fails in many ways
       raise CorruptCheckpointError(f'{self.checkpoint_dir(step)}/state cannot be read: '
                                    f'{one_line(e)}') from None
-    bad = sorted(path for path, digest in checksums(saved).items()
+    bad = sorted(path for path, digest in covered(checksums(saved)).items()
                  if record['checksums'].get(path) != digest)
     if bad:
       raise CorruptCheckpointError(f'{self.checkpoint_dir(step)}/state fails its checksum for '
                                    f'{len(bad)} array(s), first {bad[0]}: the files were changed '
                                    'or damaged after the save.')
-    state = TrainState(step=saved['state']['step'],
-                       trainable=_unprune(saved['target'], like.trainable),
-                       opt_state=_configured_hyperparams(saved['state']['opt_state'],
-                                                         like.opt_state, step),
-                       rng=saved['state']['rng'])
-    return Restored(state, int(record['position']), dict(record['settings']))
+    return step, record, saved
 
   def restore_latest(self, like: TrainState, settings: Settings,
                      may_change: Sequence[str] = ()) -> Optional[Restored]:
@@ -289,11 +322,11 @@ class Checkpointer:
     if not self.corrupt:
       return
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    aside = epath.Path(self.model_dir) / CORRUPT_DIR
-    aside.mkdir(parents=True, exist_ok=True)
+    aside = f'{self.model_dir.rstrip("/")}/{CORRUPT_DIR}'
+    storage.make_dirs(aside)
     for step in sorted(self.corrupt):
-      destination = aside / f'checkpoint_{step}-{stamp}'
-      epath.Path(self.checkpoint_dir(step)).rename(destination)
+      destination = f'{aside}/checkpoint_{step}-{stamp}'
+      storage.rename(self.checkpoint_dir(step), destination)
       logging.warning('Moved the damaged checkpoint_%d to %s.', step, destination)
     self.corrupt.clear()
     self._manager.reload()
@@ -306,8 +339,8 @@ class Checkpointer:
     """
     directory = self.numpy_dir(int(state.step))
     if not directory.startswith('gs://'):  # tensorstore's file driver's stale write locks
-      for stale in glob.glob(os.path.join(self.model_dir, NUMPY_DIR, '*', '*.__lock')):
-        os.remove(stale)
+      for stale in storage.glob(f'{self.model_dir.rstrip("/")}/{NUMPY_DIR}', '*/*.__lock'):
+        storage.remove(stale)
     if jax.process_index() != 0:
       return
     for path, x in _exported(state.trainable).items():

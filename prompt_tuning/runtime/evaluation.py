@@ -22,6 +22,7 @@ from absl import logging
 from clu import metric_writers
 from jax.sharding import Mesh
 
+from prompt_tuning import storage
 from prompt_tuning.errors import UserError
 from prompt_tuning.runtime import inputs, partitioning
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -116,15 +117,17 @@ class Evaluator:
     for task in tasks:
       if task not in with_split:
         logging.warning('%s has no split %r: not evaluated.', task.name, dataset.split)
-    for task in with_split:
-      if config.mode == 'rank':
-        self._candidates[task.name] = candidate_tokens(task.name)
-      self._evaluators[task.name] = seqio.Evaluator(
-          task.name, inputs.feature_converter(), eval_split=dataset.split,
-          use_cached=dataset.use_cached, seed=dataset.seed,
-          sequence_length=dataset.task_feature_lengths, num_examples=config.num_examples,
-          logger_cls=loggers if jax.process_index() == 0 else (), log_dir=log_dir,
-          async_compute_metrics=False)
+    inputs.check_vocabulary(dataset, model.vocabulary)
+    with inputs.reading(dataset):  # seqio's evaluator builds its datasets here
+      for task in with_split:
+        if config.mode == 'rank':
+          self._candidates[task.name] = candidate_tokens(task.name)
+        self._evaluators[task.name] = seqio.Evaluator(
+            task.name, inputs.feature_converter(), eval_split=dataset.split,
+            use_cached=dataset.use_cached, seed=dataset.seed,
+            sequence_length=dataset.task_feature_lengths, num_examples=config.num_examples,
+            logger_cls=loggers if jax.process_index() == 0 else (), log_dir=log_dir,
+            async_compute_metrics=False)
     max_length = dataset.task_feature_lengths['targets']
     self._predict = jax.jit(
         lambda params, batch, rng: model.predict_batch(params, batch, max_length, rng),
@@ -179,19 +182,17 @@ class Evaluator:
     writer = metric_writers.create_default_writer(directory, asynchronous=False)
     writer.write_scalars(step, {'super_glue_average/score': average})
     writer.close()
-    with tf.io.gfile.GFile(os.path.join(self.log_dir, 'super_glue_average-metrics.jsonl'),
-                           'a') as f:
-      f.write(json.dumps({'step': step, 'score': average}) + '\n')
+    storage.append_text(os.path.join(self.log_dir, 'super_glue_average-metrics.jsonl'),
+                        json.dumps({'step': step, 'score': average}) + '\n')
 
   def _write_sample(self, task_name: str, evaluator: seqio.Evaluator, step: int) -> None:
     """A few predictions next to their inputs and targets, as TensorBoard text."""
     if jax.process_index() != 0 or not self.config.sample_size:
       return
     path = os.path.join(self.log_dir, f'{task_name}-{step:06}.jsonl')
-    if not tf.io.gfile.exists(path):
+    if not storage.exists(path):
       return
-    with tf.io.gfile.GFile(path) as f:
-      rows = [f.readline() for _ in range(self.config.sample_size)]
+    rows = storage.read_text(path).splitlines()[:self.config.sample_size]
     table = '\n\n'.join(f'    {row.strip()}' for row in rows if row.strip())
     writer = metric_writers.create_default_writer(os.path.join(self.log_dir, task_name),
                                                   asynchronous=False)

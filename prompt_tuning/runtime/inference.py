@@ -1,26 +1,23 @@
 """Evaluation and inference runs: a frozen model plus a prompt from a `.npy` file or a training run.
 
-The prompt comes from the model's prompt initializer (e.g. `prompts.from_npy`
-with PROMPT_FILE), or, when `checkpoint_path` names a training checkpoint
+The prompt comes from the model's prompt initializer (e.g. `prompts.from_array`
+of the file PROMPT_FILE), or, when `checkpoint_path` names a training checkpoint
 (`MODEL_DIR/checkpoint_<step>`), from that checkpoint's trained parameters.
 """
 
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
+from prompt_tuning import storage
 from prompt_tuning.errors import UserError
-from prompt_tuning.runtime import checkpointing, evaluation, inputs, initial_params, partitioning
-from prompt_tuning.runtime import optimizer as optim
+from prompt_tuning.runtime import checkpointing, evaluation, inputs, partitioning, run_setup
 from prompt_tuning.runtime.model import EncoderDecoderModel
-from prompt_tuning.runtime.train_loop import prepare
-from prompt_tuning.runtime.trainer import Trainer
 
 Params = Any
 
@@ -33,51 +30,42 @@ def _checkpoint_location(checkpoint_path: str) -> Tuple[str, int]:
   """`.../MODEL_DIR/checkpoint_<step>` -> (MODEL_DIR, step)."""
   path = checkpoint_path.rstrip('/')
   match = re.fullmatch(r'checkpoint_(\d+)', os.path.basename(path))
-  if not match or not os.path.isdir(path):
+  if not match or not storage.is_dir(path, 'CHECKPOINT_PATH'):
     raise InferenceError(f'CHECKPOINT_PATH={checkpoint_path} is not a training checkpoint '
                          'folder (MODEL_DIR/checkpoint_<step>).')
   return os.path.dirname(path), int(match.group(1))
 
 
 def load_params(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
-                partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
-                initial_checkpoint_path: Optional[str], frozen_dtype: Any,
-                checkpoint_path: Optional[str] = None, seed: int = 0):
-  """The full parameters to evaluate. Returns (mesh, param shardings, params, step)."""
+                run_config: run_setup.RunConfig, checkpoint_path: Optional[str] = None
+                ) -> Tuple[run_setup.RunSetup, Params, int]:
+  """The run's set-up, the full parameters to evaluate, and their training step."""
   location = _checkpoint_location(checkpoint_path) if checkpoint_path else None
-  mesh, shapes, shardings, labels = prepare(model, dataset_config, partitioner, trainable_regexes)
-  params = initial_params.initial_params(model, shapes, shardings, labels, initial_checkpoint_path,
-                                         frozen_dtype, seed)
+  run = run_setup.set_up(model, run_config, dataset_config)
   if location is None:
-    return mesh, shardings, params, 0
+    return run, run.params(), 0
   model_dir, step = location
-  trainable, frozen = optim.split(params, labels)
-  state = Trainer(model, labels, shardings, mesh).create_state(trainable, seed)
   checkpointer = checkpointing.Checkpointer(model_dir)
-  state = checkpointer.restore(state, step).state
+  trainable = checkpointer.restore_trainable(run.trainable, step)
   checkpointer.close()
-  return mesh, shardings, optim.merge(state.trainable, frozen), step
+  return run, run.params(trainable), step
 
 
 def evaluate(*, model: EncoderDecoderModel, eval_config: evaluation.EvalConfig, output_dir: str,
-             partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
-             initial_checkpoint_path: Optional[str], frozen_dtype: Any,
-             checkpoint_path: Optional[str] = None, seed: int = 0) -> Dict[str, Dict[str, Any]]:
+             run_config: run_setup.RunConfig = run_setup.RunConfig(),
+             checkpoint_path: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
   """Metrics per task; writes them (TensorBoard, JSON) and predictions (JSONL) to output_dir/inference_eval."""
-  mesh, shardings, params, step = load_params(model, eval_config.dataset, partitioner,
-                                              trainable_regexes, initial_checkpoint_path,
-                                              frozen_dtype, checkpoint_path, seed)
-  evaluator = evaluation.Evaluator(model, eval_config, mesh, shardings,
+  run, params, step = load_params(model, eval_config.dataset, run_config, checkpoint_path)
+  evaluator = evaluation.Evaluator(model, eval_config, run.mesh, run.shardings,
                                    os.path.join(output_dir, 'inference_eval'))
   return evaluator.evaluate(params, step)
 
 
 def _input_lines(input_file: str) -> List[Tuple[int, str]]:
   """(line number, text) of each non-blank line of INPUT_FILE, which must be UTF-8."""
-  if not tf.io.gfile.exists(input_file):
+  if not storage.exists(input_file, 'INPUT_FILE'):
     raise InferenceError(f'INPUT_FILE={input_file!r}: no such file.')
-  with tf.io.gfile.GFile(input_file, 'rb') as f:
-    raw_lines = f.read().split(b'\n')
+  raw_lines = storage.read_bytes(input_file, 'INPUT_FILE').split(b'\n')
   lines = []
   for number, raw in enumerate(raw_lines, start=1):
     try:
@@ -118,7 +106,7 @@ def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.D
     ids = list(model.vocabulary.encode(text))
     if len(ids) > length - 1:
       long_lines.append((number, len(ids)))
-    encoded.append(ids[:length - 1] + [1])
+    encoded.append(ids[:length - 1] + [model.vocabulary.eos_id])
   _warn_of_truncation(input_file, length - 1, long_lines, len(lines))
   batches = []
   for start in range(0, len(lines), dataset.batch_size):
@@ -134,8 +122,9 @@ def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.D
 def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):
   """A task split -> (input texts, zero-padded model features, count)."""
   task = inputs.get_mixture_or_task(dataset.mixture_or_task_name)
-  ds = task.get_dataset(dataset.task_feature_lengths, split=dataset.split, shuffle=False,
-                               num_epochs=1, use_cached=dataset.use_cached)
+  with inputs.reading(dataset):
+    ds = task.get_dataset(dataset.task_feature_lengths, split=dataset.split, shuffle=False,
+                          num_epochs=1, use_cached=dataset.use_cached)
   batch_size = dataset.batch_size
   length = dataset.task_feature_lengths['inputs']
   # Examples differ in length: pad each batch to its longest input.
@@ -148,19 +137,16 @@ def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):
 
 
 def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, output_file: str,
-          partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str],
-          initial_checkpoint_path: Optional[str], frozen_dtype: Any,
-          checkpoint_path: Optional[str] = None, input_file: Optional[str] = None,
-          seed: int = 0) -> int:
+          run_config: run_setup.RunConfig = run_setup.RunConfig(),
+          checkpoint_path: Optional[str] = None, input_file: Optional[str] = None) -> int:
   """Writes one JSON line (inputs, prediction, score) per input of a split or of `input_file`.
 
   Returns the number of lines written. The file appears whole or not at all.
   """
   # The input file is read first: a missing or bad one fails before the model is built.
   text_batches = _text_batches(input_file, model, dataset_config) if input_file else None
-  mesh, shardings, params, _ = load_params(model, dataset_config, partitioner, trainable_regexes,
-                                           initial_checkpoint_path, frozen_dtype, checkpoint_path,
-                                           seed)
+  run, params, _ = load_params(model, dataset_config, run_config, checkpoint_path)
+  mesh, shardings, seed = run.mesh, run.shardings, run_config.random_seed
   batches = text_batches if input_file else _task_batches(dataset_config, model)
   data_sharding = partitioning.data_sharding(mesh)
   max_length = dataset_config.task_feature_lengths['targets']
@@ -178,10 +164,5 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
                                  'prediction': model.vocabulary.decode(tokens[row].tolist()),
                                  'score': float(scores[row])}))
   if jax.process_index() == 0:
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
-    staging = f'{output_file}.tmp'
-    with open(staging, 'w') as f:
-      f.write('\n'.join(lines) + '\n')
-    os.replace(staging, output_file)
+    storage.write_text(output_file, '\n'.join(lines) + '\n')
   return len(lines)

@@ -1,15 +1,18 @@
 """From a SeqIO task or mixture to batches: each host reads its own shard, then global arrays.
 
-Mirrors T5X's `DatasetConfig`. The encoder-decoder features come from SeqIO's
-`EncDecFeatureConverter` (no packing). Training data is shuffled with a fixed
-seed, so the input position saved in a checkpoint (batches consumed) is
-enough to resume exactly where a run stopped.
+Mirrors T5X's `DatasetConfig`, plus where the examples are read (DATA_SOURCE,
+DATA_DIR). The encoder-decoder features come from SeqIO's
+`EncDecFeatureConverter` (no packing). The task's output vocabulary is the
+run's vocabulary: a model configured with another one is refused. Training
+data is shuffled with a fixed seed, so the input position saved in a
+checkpoint (batches consumed) is enough to resume exactly where a run stopped.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
-from typing import Dict, Iterator, Mapping, Optional
+from typing import ContextManager, Dict, Iterator, Mapping, Optional
 
 import jax
 import numpy as np
@@ -27,7 +30,12 @@ class DatasetError(UserError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetConfig:
-  """Which data, in which shape (T5X `utils.DatasetConfig`)."""
+  """Which data, in which shape (T5X `utils.DatasetConfig`), and where it is read.
+
+  `data_source` and `data_dir` are DATA_SOURCE and DATA_DIR: TFDS (in `data_dir`,
+  or TFDS's default) or the official release files under `data_dir`. They apply
+  to the tasks of `prompt_tuning.data`; other tasks read what their sources say.
+  """
   mixture_or_task_name: str
   task_feature_lengths: Mapping[str, int]
   split: str = 'train'
@@ -36,6 +44,8 @@ class DatasetConfig:
   seed: Optional[int] = 0
   use_cached: bool = False
   module: Optional[str] = None  # MIXTURE_OR_TASK_MODULE: imported first, to register tasks
+  data_source: str = 'tfds'
+  data_dir: Optional[str] = None
 
 
 def import_task_module(module: Optional[str]) -> None:
@@ -58,6 +68,46 @@ def get_mixture_or_task(name: str) -> seqio.Task:
   return seqio.get_mixture_or_task(name)
 
 
+def task_vocabulary(mixture_or_task_name: str, module: Optional[str] = None) -> seqio.Vocabulary:
+  """The output ('targets') vocabulary of the task or mixture: the one its model must use."""
+  import_task_module(module)
+  return get_mixture_or_task(mixture_or_task_name).output_features['targets'].vocabulary
+
+
+def _describe(vocabulary: seqio.Vocabulary) -> str:
+  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+    return f'SentencePieceVocabulary({vocabulary.sentencepiece_model_file})'
+  return f'{type(vocabulary).__name__}(size {vocabulary.vocab_size})'
+
+
+def check_vocabulary(config: DatasetConfig, vocabulary: seqio.Vocabulary) -> None:
+  """The model's vocabulary is the task's, for inputs and targets (T5X's `verify_matching_vocabs`).
+
+  Raises:
+    DatasetError: one line naming both vocabularies.
+  """
+  import_task_module(config.module)
+  features = get_mixture_or_task(config.mixture_or_task_name).output_features
+  for name in ('inputs', 'targets'):
+    theirs = features[name].vocabulary if name in features else vocabulary
+    if theirs is not vocabulary and theirs != vocabulary:
+      raise DatasetError(f'VOCABULARY is {_describe(vocabulary)} but the {name} of '
+                         f'MIXTURE_OR_TASK_NAME={config.mixture_or_task_name!r} use '
+                         f'{_describe(theirs)}; the model must use its task\'s vocabulary.')
+
+
+def reading(config: DatasetConfig) -> ContextManager:
+  """The datasets built in the block read from the config's DATA_SOURCE and DATA_DIR.
+
+  The choice reaches the tasks of `prompt_tuning.data` (see `data.sources`),
+  which are imported only when it is not the default.
+  """
+  if (config.data_source, config.data_dir) == ('tfds', None):
+    return contextlib.nullcontext()
+  from prompt_tuning.data import sources  # pylint: disable=g-import-not-at-top
+  return sources.reading_from(config.data_source, config.data_dir)
+
+
 def feature_converter() -> seqio.FeatureConverter:
   return seqio.EncDecFeatureConverter(pack=False)
 
@@ -77,9 +127,10 @@ def host_dataset(config: DatasetConfig, num_epochs: Optional[int] = None) -> tf.
     raise DatasetError(f'{config.mixture_or_task_name} has no split {config.split!r}; it has '
                        f'{sorted(task.splits)}.')
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
-  dataset = task.get_dataset(config.task_feature_lengths, split=config.split,
-                             use_cached=config.use_cached, shuffle=config.shuffle,
-                             seed=config.seed, shard_info=shard, num_epochs=num_epochs)
+  with reading(config):
+    dataset = task.get_dataset(config.task_feature_lengths, split=config.split,
+                               use_cached=config.use_cached, shuffle=config.shuffle,
+                               seed=config.seed, shard_info=shard, num_epochs=num_epochs)
   return feature_converter()(dataset, config.task_feature_lengths)
 
 

@@ -1,7 +1,8 @@
 """The model as the runtime sees it: a Flax module plus its loss, decoding and vocabulary.
 
 Mirrors T5X's `models.EncoderDecoderModel`, so gin files read the same way
-(`MODEL = @models.EncoderDecoderModel()`). Batches are dicts of the features
+(`MODEL = @models.EncoderDecoderModel()`), except that the optimizer is not
+the model's: the train command is given it. Batches are dicts of the features
 that SeqIO's `EncDecFeatureConverter` makes, plus an optional `prompt_index`.
 """
 
@@ -11,7 +12,6 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 import seqio
 
 from prompt_tuning import decoding, scoring
@@ -35,15 +35,13 @@ class EncoderDecoderModel:
 
   Attributes:
     module: `t5.Transformer` or `prompted.PromptedT5`.
-    vocabulary: the input and output vocabulary.
-    optimizer: the optax optimizer of the trainable parameters (masking is
-      added by the trainer).
+    vocabulary: the input and output vocabulary, which must be the task's (its EOS ends
+      decoding).
     decoding_method: how `predict_batch` decodes.
     z_loss, label_smoothing, loss_normalizing_factor: as in T5X.
   """
   module: nn.Module
   vocabulary: seqio.Vocabulary
-  optimizer: optax.GradientTransformation
   decoding_method: decoding.DecodingMethod = decoding.DecodingMethod()
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
@@ -82,9 +80,10 @@ class EncoderDecoderModel:
 
   def predict_batch(self, params: Params, batch: Batch, max_decode_length: int,
                     rng: Optional[Array] = None) -> Tuple[Array, Array]:
-    """Decoded [B, L] tokens and their [B] scores."""
+    """Decoded [B, L] tokens, each ending at the vocabulary's EOS, and their [B] scores."""
     return self.decoding_method(self.module, params, batch['encoder_input_tokens'],
-                                max_decode_length, rng=rng, **encoder_features(batch))
+                                max_decode_length, rng=rng, eos_id=self.vocabulary.eos_id,
+                                **encoder_features(batch))
 
   def rank_classify(self, params: Params, batch: Batch, candidates: Array) -> Tuple[Array, Array]:
     """The best of [C, Lc] candidate targets per example ([B]) and all [B, C] log-likelihoods."""

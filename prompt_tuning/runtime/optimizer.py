@@ -16,11 +16,12 @@ import jax
 import optax
 
 from prompt_tuning.errors import UserError
+from prompt_tuning.models import prompted
 
 Params = Any
 Schedule = Union[float, optax.Schedule]
 
-PROMPT_ONLY = (r'encoder/prompt/prompt',)
+PROMPT_ONLY = (prompted.PROMPT_PATH,)
 ALL_PARAMETERS = (r'.*',)
 
 

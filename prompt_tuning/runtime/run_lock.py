@@ -19,8 +19,8 @@ import jax
 import tensorstore as ts
 from absl import logging
 
-from prompt_tuning.checkpoints import storage
-from prompt_tuning.checkpoints.errors import one_line
+from prompt_tuning import storage
+from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.errors import UserError
 
 LOCK_FILE = '.prompt_tuning.lock'
@@ -70,9 +70,9 @@ class RunLock:
       return
     try:
       self._store.write(LOCK_FILE, None).result()
-      if self._created_dir and not os.listdir(self.model_dir):
-        os.rmdir(self.model_dir)  # a run that failed before writing anything leaves no trace
-    except OSError as e:
+      if self._created_dir:
+        storage.remove_dir(self.model_dir)  # a run that wrote nothing leaves no trace
+    except (OSError, CheckpointError) as e:  # tensorstore's OSError, or storage's
       logging.warning('Could not release %s: %s', self.path, one_line(e))
 
   def _acquire(self) -> None:
@@ -80,8 +80,8 @@ class RunLock:
     if not local:
       storage.check_reachable(self.model_dir, 'MODEL_DIR')  # fails in bounded time, in one line
     try:
-      if local and not os.path.isdir(self.model_dir):
-        os.makedirs(self.model_dir)
+      if local and not storage.is_dir(self.model_dir):
+        storage.make_dirs(self.model_dir)
         self._created_dir = True
       store = ts.KvStore.open(storage.kvstore_spec(self.model_dir)).result()
       me = json.dumps({'host': socket.gethostname(), 'pid': os.getpid(),
@@ -112,5 +112,5 @@ class RunLock:
       raise
     except (OSError, ValueError) as e:  # tensorstore reports I/O failures as ValueError
       if self._created_dir:
-        os.rmdir(self.model_dir)
+        storage.remove_dir(self.model_dir)
       raise RunLockError(f'Cannot write to MODEL_DIR={self.model_dir}: {one_line(e)}') from None

@@ -14,6 +14,8 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
+from prompt_tuning import storage
+
 
 def write_config(model_dir: str, config_text: str) -> None:
   """Saves the final gin config as `MODEL_DIR/config.gin` (atomically) and as TensorBoard text.
@@ -23,17 +25,12 @@ def write_config(model_dir: str, config_text: str) -> None:
   """
   if jax.process_index() != 0:
     return
-  os.makedirs(model_dir, exist_ok=True)
   current = os.path.join(model_dir, 'config.gin')
-  if os.path.exists(current):
-    with open(current) as f:
-      if f.read() != config_text:
-        written = time.strftime('%Y%m%d-%H%M%S', time.localtime(os.path.getmtime(current)))
-        os.replace(current, os.path.join(model_dir, f'config-{written}.gin'))
-  staging = os.path.join(model_dir, '.config.gin.tmp')
-  with open(staging, 'w') as f:
-    f.write(config_text)
-  os.replace(staging, current)
+  earlier = storage.read_text(current) if storage.exists(current) else config_text
+  if earlier != config_text:  # copied aside first, so that config.gin is never missing
+    written = time.strftime('%Y%m%d-%H%M%S', time.localtime(storage.modified_time(current)))
+    storage.write_text(os.path.join(model_dir, f'config-{written}.gin'), earlier)
+  storage.write_text(current, config_text)
   writer = metric_writers.create_default_writer(os.path.join(model_dir, 'train'),
                                                 asynchronous=False)
   # Markdown renders gin's newlines and indentation as a code block.

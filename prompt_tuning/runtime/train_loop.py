@@ -13,16 +13,15 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 
 from prompt_tuning import errors
 from prompt_tuning.errors import UserError
-from prompt_tuning.runtime import (checkpointing, evaluation, inputs, initial_params, partitioning,
-                                   preemption, run_lock)
+from prompt_tuning.runtime import (checkpointing, evaluation, inputs, partitioning, preemption,
+                                   run_lock, run_setup)
 from prompt_tuning.runtime import summaries as summaries_lib
-from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime.model import EncoderDecoderModel
 from prompt_tuning.runtime.trainer import Trainer, TrainState
 
@@ -38,60 +37,35 @@ class TrainResult:
   eval_metrics: Dict[str, Any]
 
 
-def prepare(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
-            partitioner: partitioning.Partitioner, trainable_regexes: Sequence[str]):
-  """Checks the configuration and lays out the run; raises before anything is written.
-
-  Returns (mesh, model feature shapes, param shardings, labels).
-  """
-  mesh = partitioner.make_mesh()
-  partitioning.check_batch_size(dataset_config.batch_size, mesh)
-  inputs.import_task_module(dataset_config.module)
-  inputs.get_mixture_or_task(dataset_config.mixture_or_task_name)
-  shapes = inputs.model_feature_shapes(dataset_config)
-  boxed = model.abstract_variables(shapes)['params']
-  shardings = partitioner.shardings(mesh, boxed)
-  labels = optim.trainable_labels(boxed, trainable_regexes)
-  return mesh, shapes, shardings, labels
-
-
-def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetConfig,
-          model_dir: str, total_steps: int, partitioner: partitioning.Partitioner = partitioning.Partitioner(),
+def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation,
+          train_dataset_config: inputs.DatasetConfig,
+          model_dir: str, total_steps: int, run_config: run_setup.RunConfig = run_setup.RunConfig(),
           checkpoint_config: checkpointing.CheckpointConfig = checkpointing.CheckpointConfig(),
-          trainable_regexes: Sequence[str] = optim.PROMPT_ONLY,
-          initial_checkpoint_path: Optional[str] = None, frozen_dtype: Any = jnp.float32,
-          random_seed: int = 0, eval_period: int = 0,
-          eval_config: Optional[evaluation.EvalConfig] = None, log_every: int = 10,
-          config_text: Optional[str] = None) -> TrainResult:
-  """Trains the parameters that `trainable_regexes` match, from the latest checkpoint in `model_dir`.
+          eval_period: int = 0, eval_config: Optional[evaluation.EvalConfig] = None,
+          log_every: int = 10, config_text: Optional[str] = None) -> TrainResult:
+  """Trains the parameters that TRAINABLE_REGEXES match, from the latest checkpoint in `model_dir`.
 
   Args:
-    model: the model, its optimizer and loss settings.
+    model: the model and its loss settings.
+    optimizer: OPTIMIZER, of the trainable parameters (masked to them here).
     train_dataset_config: the training data (BATCH_SIZE is the global batch).
     model_dir: MODEL_DIR, where checkpoints, exports and summaries go.
     total_steps: TRAIN_STEPS, counted from step 0 (resumed runs do the rest).
-    partitioner: the mesh and logical-axis rules.
+    run_config: the mesh, what trains, the frozen model and its dtype, RANDOM_SEED (for
+      the prompt initializer and dropout; the data order is the dataset config's seed).
     checkpoint_config: save period and how many to keep.
-    trainable_regexes: full-match regexes over '/'-joined parameter paths.
-    initial_checkpoint_path: INITIAL_CHECKPOINT_PATH of the frozen model.
-    frozen_dtype: dtype the frozen parameters are kept in.
-    random_seed: RANDOM_SEED, for the prompt initializer, dropout and shuffling.
     eval_period: EVAL_PERIOD; 0 evaluates only at the end (when `eval_config` is given).
     eval_config: what to evaluate every `eval_period` steps and at the end.
     log_every: steps between console/TensorBoard summaries.
     config_text: the final gin config, written to MODEL_DIR/config.gin and TensorBoard.
   """
-  mesh, shapes, shardings, labels = prepare(model, train_dataset_config, partitioner,
-                                            trainable_regexes)
-  params = initial_params.initial_params(model, shapes, shardings, labels, initial_checkpoint_path,
-                                         frozen_dtype, random_seed)
-  trainable, frozen = optim.split(params, labels)
-  trainer = Trainer(model, labels, shardings, mesh)
-  state = trainer.create_state(trainable, random_seed)
+  run = run_setup.set_up(model, run_config, train_dataset_config)
+  trainer = run.trainer(optimizer)
+  state = run.initial_state(trainer)
   state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
   evaluator = None
   if eval_config is not None:
-    evaluator = evaluation.Evaluator(model, eval_config, mesh, shardings,
+    evaluator = evaluation.Evaluator(model, eval_config, run.mesh, run.shardings,
                                      os.path.join(model_dir, 'inference_eval'))
   settings = run_settings(model, train_dataset_config, total_steps)
 
@@ -107,7 +81,7 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
           if jax.process_index() == 0:
             print(f'already trained to step {int(state.step)} (TRAIN_STEPS={total_steps}) in '
                   f'{model_dir}: nothing to do.', flush=True)
-          return TrainResult(state=state, params=optim.merge(state.trainable, frozen), losses=[],
+          return TrainResult(state=state, params=run.params(state.trainable), losses=[],
                              eval_metrics={})
       # Every check has passed: from here on, MODEL_DIR is written.
       if config_text is not None:
@@ -122,9 +96,9 @@ def train(*, model: EncoderDecoderModel, train_dataset_config: inputs.DatasetCon
           logging.warning('%s changed from %r to %r: training on from step %d.', name, old, new,
                           int(state.step))
         logging.info('Resumed from step %d of %s.', int(state.step), model_dir)
-      return _loop(_Run(trainer, frozen, checkpointer, settings, preempted, evaluator, mesh,
-                        partitioner), state, position, train_dataset_config, total_steps,
-                   eval_period, log_every, shapes, model_dir)
+      return _loop(_Run(run, trainer, checkpointer, settings, preempted, evaluator,
+                        run_config.partitioner), state, position, train_dataset_config,
+                   total_steps, eval_period, log_every, model_dir)
     finally:
       checkpointer.close()
 
@@ -160,13 +134,12 @@ class DivergedError(UserError):
 @dataclasses.dataclass
 class _Run:
   """What the loop works with, besides the data and the schedule."""
+  setup: run_setup.RunSetup
   trainer: Trainer
-  frozen: Params
   checkpointer: checkpointing.Checkpointer
   settings: Dict[str, Any]
   preempted: preemption.PreemptionWatch
   evaluator: Optional[evaluation.Evaluator]
-  mesh: Any
   partitioner: partitioning.Partitioner
 
 
@@ -182,12 +155,11 @@ def _diverged(unchecked: List[Tuple[int, jax.Array]], latest_saved: Optional[int
 
 
 def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.DatasetConfig,
-          total_steps: int, eval_period: int, log_every: int, shapes: Dict[str, tuple],
-          model_dir: str) -> TrainResult:
+          total_steps: int, eval_period: int, log_every: int, model_dir: str) -> TrainResult:
   """Steps from `state` to TOTAL_STEPS (or to a preemption), saving, logging and evaluating."""
   step_fn = run.trainer.jit_train_step(jax.tree_util.tree_map(lambda x: x.sharding, state))
   batches = inputs.train_batches(dataset_config, skip_batches=position)
-  tokens_per_example = sum(shape[1] for name, shape in shapes.items()
+  tokens_per_example = sum(shape[1] for name, shape in run.setup.input_shapes.items()
                            if name in ('encoder_input_tokens', 'decoder_target_tokens'))
   summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example)
   checkpointer = run.checkpointer
@@ -195,10 +167,10 @@ def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.Da
   unchecked: List[Tuple[int, jax.Array]] = []  # (step, finite flag) not yet looked at
   step = int(state.step)
   try:
-    with jax.set_mesh(run.mesh), run.partitioner.activation_context():
+    with jax.set_mesh(run.setup.mesh), run.partitioner.activation_context():
       while step < total_steps:
-        batch = partitioning.global_batch(next(batches), run.mesh)
-        state, metrics = step_fn(state, run.frozen, batch)
+        batch = partitioning.global_batch(next(batches), run.setup.mesh)
+        state, metrics = step_fn(state, run.setup.frozen, batch)
         position += 1
         step += 1
         unchecked.append((step, metrics.pop('finite')))
@@ -216,11 +188,11 @@ def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.Da
                                  f'{checkpointer.checkpoint_dir(step)}; run the same command '
                                  'to resume.')
         if run.evaluator and eval_period and step % eval_period == 0 and step != total_steps:
-          eval_metrics = run.evaluator.evaluate(optim.merge(state.trainable, run.frozen), step)
+          eval_metrics = run.evaluator.evaluate(run.setup.params(state.trainable), step)
           summaries.reset_clock()
       if run.evaluator and int(state.step) == total_steps:
-        eval_metrics = run.evaluator.evaluate(optim.merge(state.trainable, run.frozen), step)
+        eval_metrics = run.evaluator.evaluate(run.setup.params(state.trainable), step)
   finally:
     summaries.close()
-  return TrainResult(state=state, params=optim.merge(state.trainable, run.frozen),
+  return TrainResult(state=state, params=run.setup.params(state.trainable),
                      losses=[float(np.asarray(l)) for l in losses], eval_metrics=eval_metrics)

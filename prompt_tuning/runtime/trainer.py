@@ -40,11 +40,11 @@ class TrainState:
 class Trainer:
   """Builds the train state and the jitted train step for one model, optimizer and mesh."""
 
-  def __init__(self, model: EncoderDecoderModel, labels: Params, param_shardings: Params,
-               mesh: Mesh):
+  def __init__(self, model: EncoderDecoderModel, optimizer: optax.GradientTransformation,
+               labels: Params, param_shardings: Params, mesh: Mesh):
     self.model = model
     self.mesh = mesh
-    self.tx = optim.masked(model.optimizer, labels)
+    self.tx = optim.masked(optimizer, labels)
     self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
     self._replicated = partitioning.replicated(mesh)
 

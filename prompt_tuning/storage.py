@@ -1,8 +1,11 @@
-"""Whole-file reads and writes on local paths and `gs://` buckets, through tensorstore's kvstores.
+"""The one path layer of the project: files and folders on local paths and `gs://` alike.
 
-Knows nothing of formats: callers hand it bytes. Writes are atomic (the
-`file` kvstore writes a temporary file and renames it; a GCS object appears
-whole), so a reader never sees half a file.
+Whole files are read and written through tensorstore's kvstores; folders are
+listed, made, renamed and removed through `etils.epath` (the layer orbax uses,
+which reaches `gs://` through TensorFlow's filesystem). Knows nothing of
+formats: callers hand it bytes or text. Writes are atomic (the `file` kvstore
+writes a temporary file in the same folder and renames it; a GCS object
+appears whole), so a reader never sees half a file.
 
 Reads from `gs://` are bounded: they give up after PROMPT_TUNING_REMOTE_TIMEOUT
 seconds (default 60), retries included, and raise an UnreachableError, one line
@@ -12,12 +15,14 @@ Writes keep tensorstore's patient retries (they happen mid-run, where giving
 up costs more than waiting).
 """
 
+import contextlib
 import os
 import re
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 import tensorstore as ts
+from etils import epath
 
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.errors import UserError
@@ -174,7 +179,7 @@ def read_bytes(path: str, what: Optional[str] = None) -> bytes:
   return result.value
 
 
-def check_reachable(path: str, what: str) -> None:
+def check_reachable(path: str, what: Optional[str]) -> None:
   """Raises an UnreachableError naming `what` when the `gs://` path gives no answer in time.
 
   For paths that other libraries read later (e.g. TensorFlow reads the
@@ -186,7 +191,8 @@ def check_reachable(path: str, what: str) -> None:
   Args:
     path: a local path, or a `gs://` file or directory.
     what: the setting that names it, as a `--gin.` flag would spell it
-      (e.g. 'seqio.SentencePieceVocabulary.sentencepiece_model_file').
+      (e.g. 'seqio.SentencePieceVocabulary.sentencepiece_model_file'); None
+      leaves it out of the hint.
   """
   if is_remote(path):
     _read(path, what)
@@ -202,3 +208,109 @@ def write_bytes(path: str, data: bytes) -> None:
   except Exception as e:  # tensorstore raises ValueError or OSError by failure kind
     raise (unreachable_error(path, e, elapsed=time.monotonic() - started) or
            CheckpointError(f'Cannot write {path}: {one_line(e)}')) from None
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to the file `path` atomically, creating missing directories."""
+  write_bytes(path, text.encode('utf-8'))
+
+
+def read_text(path: str, what: Optional[str] = None) -> str:
+  """The whole content of the UTF-8 file `path`; errors as read_bytes, or not UTF-8."""
+  data = read_bytes(path, what)
+  try:
+    return data.decode('utf-8')
+  except UnicodeDecodeError as e:
+    raise CheckpointError(f'{path} is not UTF-8 text: byte 0x{data[e.start]:02x} at offset '
+                          f'{e.start}.') from None
+
+
+def append_text(path: str, text: str) -> None:
+  """Adds `text` at the end of the file `path` (made if missing) by rewriting it whole.
+
+  `gs://` objects cannot grow in place; for the small logs this serves, a
+  rewrite keeps the file whole at every moment.
+  """
+  result = _read(path, None)
+  write_bytes(path, (result.value if result.state == 'value' else b'') + text.encode('utf-8'))
+
+
+@contextlib.contextmanager
+def _reported(action: str, path: str) -> Iterator[None]:
+  """Turns a failure of epath (OSError, or TensorFlow's errors on `gs://`) into one line."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except  # each filesystem has its own types
+    raise CheckpointError(f'Cannot {action} {path}: {one_line(e)}') from e
+
+
+def is_dir(path: str, what: Optional[str] = None) -> bool:
+  """Whether the folder `path` exists (on `gs://`: whether anything lies under it).
+
+  On `gs://` an unreachable bucket fails as in `exists` (bounded, naming
+  `what`), and TensorFlow may answer from its cache for a few seconds
+  (GCS_STAT_CACHE_MAX_AGE); list_dir of the parent is never cached.
+  """
+  check_reachable(path, what)
+  with _reported('read', path):
+    return epath.Path(path).is_dir()
+
+
+def is_file(path: str) -> bool:
+  """Whether the file `path` exists, from its metadata (nothing is read)."""
+  with _reported('read', path):
+    return epath.Path(path).is_file()
+
+
+@contextlib.contextmanager
+def open_binary(path: str) -> Iterator[BinaryIO]:
+  """The file `path` opened for streamed reading, for files too large to read whole."""
+  with _reported('open', path):
+    stream = epath.Path(path).open('rb')
+  with stream:
+    yield stream
+
+
+def list_dir(path: str) -> List[str]:
+  """The names of what lies in the folder `path`, sorted; [] when it does not exist."""
+  folder = epath.Path(path)
+  with _reported('list', path):
+    return sorted(child.name for child in folder.iterdir()) if folder.is_dir() else []
+
+
+def glob(directory: str, pattern: str) -> List[str]:
+  """The paths under `directory` that match `pattern` (one level per `/`; no `**`), sorted."""
+  with _reported('list', directory):
+    return sorted(str(match) for match in epath.Path(directory).glob(pattern))
+
+
+def make_dirs(path: str) -> None:
+  """Makes the folder `path` and its missing parents."""
+  with _reported('make the folder', path):
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def remove(path: str) -> None:
+  """Removes the file `path`; nothing happens when it is missing."""
+  with _reported('remove', path):
+    epath.Path(path).unlink(missing_ok=True)
+
+
+def remove_dir(path: str) -> None:
+  """Removes the folder `path` when it is empty (on `gs://`: its marker, if any)."""
+  folder = epath.Path(path)
+  with _reported('remove', path):
+    if folder.is_dir() and not any(folder.iterdir()):
+      folder.rmdir()
+
+
+def rename(source: str, destination: str) -> None:
+  """Moves the file or folder `source` to `destination` (whose parent must exist)."""
+  with _reported(f'move {destination} from', source):
+    epath.Path(source).rename(destination)
+
+
+def modified_time(path: str) -> float:
+  """Seconds since the epoch at which the file `path` was last written."""
+  with _reported('read', path):
+    return epath.Path(path).stat().mtime
