@@ -261,6 +261,26 @@ def test_launch_runs_evaluation_with_flags_winning_over_the_environment(fakes):
   assert words[-6:] == ['>', 'runs/eval 1.log', '2>&1', '<', '/dev/null', '&']
 
 
+def test_launch_can_run_t5x_with_its_own_output_folder_macros(fakes):
+  t5x_gin = {'GIN_FILES': 'gin/t5x/models/t5_1_1_base_prompt.gin,gin/t5x/runs/prompt_eval.gin',
+             'MODEL_DIR': 'gs://bucket/eval'}
+  [command] = dry_run('launch.sh', fakes, '--trainer=t5x', '--mode=eval',
+                      '--gin_search_paths=/opt/pt', '--', '--gin.CHECKPOINT_PATH="gs://c/ckpt"',
+                      **TPU, **t5x_gin)
+  assert remote_command(command) == [
+      'mkdir', '-p', 'logs', '&&', 'nohup', 'python3', '-m', 't5x.eval',
+      '--gin_file=gin/t5x/models/t5_1_1_base_prompt.gin', '--gin_file=gin/t5x/runs/prompt_eval.gin',
+      "--gin.MODEL_DIR='gs://bucket/eval'", '--gin_search_paths=/opt/pt',
+      "--gin.EVAL_OUTPUT_DIR='gs://bucket/eval'", '--gin.CHECKPOINT_PATH="gs://c/ckpt"',
+      '>', 'logs/eval.log', '2>&1', '<', '/dev/null', '&']
+
+
+def test_launch_refuses_an_unknown_trainer(fakes):
+  result = run_script('launch.sh', fakes, '--dry-run', TRAINER='t5', **TPU, **GIN)
+  assert result.returncode == 2
+  assert result.stderr == "launch.sh: TRAINER must be prompt_tuning or t5x, got 't5'\n"
+
+
 def test_launch_refuses_an_unknown_mode(fakes):
   result = run_script('launch.sh', fakes, '--dry-run', MODE='finetune', **TPU, **GIN)
   assert result.returncode == 2
