@@ -1,11 +1,26 @@
 """Shared test fixtures: the reference files in ../shared/fixtures, and small helpers."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
+import filelock
+import gin
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Every process of the run (pytest-xdist workers, and the CLI runs they start, which inherit the
+# environment) shares one JAX compilation cache: the many runs of the same toy configurations
+# compile each program once. Made by the first process to load this file, removed at its exit.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='prompt_tuning_jax_cache.')
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '-1'
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+
 # Written by other tools (T5X, SentencePiece, the paper's release); never copied into the repo.
 FIXTURES = pathlib.Path(os.environ.get('PROMPT_TUNING_FIXTURES', REPO_ROOT.parent / 'shared' / 'fixtures'))
 
@@ -24,11 +39,18 @@ def demo_cache(tmp_path_factory) -> pathlib.Path:
   """An empty PROMPT_TUNING_CACHE, set for the session, in which the demo's frozen model is made.
 
   Made once: test_demo trains prompts on it in this process, and the README's demo commands,
-  run as child processes, find it there as a user's second run would.
+  run as child processes, find it there as a user's second run would. The suite's
+  pytest-xdist workers share it: the first to need it makes the model while the others wait.
   """
-  cache = tmp_path_factory.mktemp('prompt_tuning_cache')
+  session_temp = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    session_temp = session_temp.parent  # every worker's base folder lies in the run's
+  cache = session_temp / 'prompt_tuning_cache'
   with pytest.MonkeyPatch.context() as patch:
     patch.setenv('PROMPT_TUNING_CACHE', str(cache))
-    from prompt_tuning.demo import frozen_model  # pylint: disable=g-import-not-at-top
-    assert frozen_model.frozen_model_checkpoint().startswith(str(cache))
+    # The demo registers gin configurables on import; an earlier test may have locked gin.
+    with gin.unlock_config():
+      from prompt_tuning.demo import frozen_model  # pylint: disable=g-import-not-at-top
+    with filelock.FileLock(f'{cache}.lock'):
+      assert frozen_model.frozen_model_checkpoint().startswith(str(cache))
     yield cache
