@@ -338,7 +338,7 @@ class Checkpointer:
     it only while holding MODEL_DIR (no other writer).
     """
     directory = self.numpy_dir(int(state.step))
-    if not directory.startswith('gs://'):  # tensorstore's file driver's stale write locks
+    if not storage.is_remote(directory):  # tensorstore's file driver's stale write locks
       for stale in storage.glob(f'{self.model_dir.rstrip("/")}/{NUMPY_DIR}', '*/*.__lock'):
         storage.remove(stale)
     if jax.process_index() != 0:
