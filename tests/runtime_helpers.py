@@ -21,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Dict, List, Mapping, Optional, Sequence
+import types
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TESTS_DIR = REPO_ROOT / 'tests'
@@ -186,10 +187,12 @@ def cli_command(script: str, gin_files: Sequence[str], macros: Mapping[str, str]
           *[f'--gin.{name}={value}' for name, value in macros.items()], *flags]
 
 
-def subprocess_env(devices: int = 1) -> Dict[str, str]:
-  """The environment of a child process: the toy tasks importable, `devices` simulated CPUs."""
+def subprocess_env(devices: int = 1, extra_paths: Sequence[str] = ()) -> Dict[str, str]:
+  """The environment of a child process: the toy tasks (and `extra_paths`) importable, `devices`
+  simulated CPUs."""
   env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get('PYTHONPATH')) if p)
+  env['PYTHONPATH'] = os.pathsep.join(
+      p for p in (*extra_paths, str(TESTS_DIR), env.get('PYTHONPATH')) if p)
   env.update(TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu',
              JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
@@ -205,10 +208,11 @@ class Child:
   stderr: IO[str]
 
 
-def start(command: Sequence[str], devices: int = 1) -> Child:
-  """Starts a child process in the repository root."""
+def start(command: Sequence[str], devices: int = 1, extra_paths: Sequence[str] = (),
+          cwd: os.PathLike = REPO_ROOT) -> Child:
+  """Starts a child process (by default in the repository root)."""
   stdout, stderr = tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+')
-  process = subprocess.Popen(list(command), cwd=REPO_ROOT, env=subprocess_env(devices),
+  process = subprocess.Popen(list(command), cwd=cwd, env=subprocess_env(devices, extra_paths),
                              text=True, stdout=stdout, stderr=stderr)
   return Child(process, stdout, stderr)
 
@@ -228,16 +232,15 @@ def finish(child: Child, timeout: float = 240) -> subprocess.CompletedProcess:
   return subprocess.CompletedProcess(child.process.args, child.process.returncode, *output)
 
 
-def _exit_status_of_main(module: str) -> int:
-  """Runs `module` as `__main__`, as `python -m` does; returns the exit status Python would give.
+def _exit_status_of(main: Callable[[], object]) -> int:
+  """Runs `main` as Python runs a script; returns the exit status Python would give.
 
   SystemExit's code is the status (a message as code: printed, status 1); any
   other exception has its traceback printed and gives status 1.
   """
-  import runpy  # pylint: disable=g-import-not-at-top
   import traceback  # pylint: disable=g-import-not-at-top
   try:
-    runpy.run_module(module, run_name='__main__', alter_sys=True)
+    main()
   except SystemExit as e:
     if e.code is None or isinstance(e.code, int):
       return e.code or 0
@@ -249,26 +252,59 @@ def _exit_status_of_main(module: str) -> int:
   return 0
 
 
-def serve_cli_commands(requests_path: str, results_path: str) -> None:
-  """Runs many `python -m prompt_tuning.<command>` command lines, one after another, in this process.
+def _run_command_line(command: Sequence[str]) -> int:
+  """Runs `python -m module args...` or `python -c code args...` in this process; its exit status.
 
-  `requests_path` holds a JSON list of {'name', 'command'} (commands as
-  `cli_command` makes them). Each command gets a fresh gin config and unparsed
-  absl flags, runs its module as `__main__` with its arguments in sys.argv,
-  and has what it writes to file descriptors 1 and 2 (Python's output and
-  native libraries' alike) captured. One JSON line per command is appended to
-  `results_path`: name, returncode, stdout, stderr. What a command leaves in
-  the process (imported modules, compiled functions, registered tasks) stays
-  for the next ones.
+  Absl flags that the run's own `__main__` code defined (T5X's scripts define theirs there,
+  not in an importable module) are removed afterwards, so that the next script can define its own.
   """
+  import runpy  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+  python, option, target, *args = command
+  assert python == sys.executable and option in ('-m', '-c'), command
+  if 'gin' in sys.modules:
+    gin = sys.modules['gin']
+    gin.clear_config()
+    # A script that registers configurables in its `__main__` code (T5X's `train`) registers
+    # them anew each run: gin's interactive mode lets the new ones replace the old.
+    gin.enter_interactive_mode()
+  # Every flag back to its default, yet parsed: code that reads flags before `app.run` parses
+  # the command line (T5X's, after JAX's one-time absl set-up) sees the defaults, as in a new
+  # process.
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS.mark_as_parsed()
+  defined_before = set(flags.FLAGS)
+  main_module, process_main = types.ModuleType('__main__'), sys.modules['__main__']
+  if option == '-m':
+    sys.argv = [target, *args]  # runpy puts the module's file in sys.argv[0]
+    main = lambda: runpy.run_module(target, run_name='__main__', alter_sys=True)
+  else:
+    sys.argv = ['-c', *args]
+    sys.modules['__main__'] = main_module  # what `import __main__` finds, as under `python -c`
+    main = lambda: exec(compile(target, '<string>', 'exec'), main_module.__dict__)  # pylint: disable=exec-used
+  try:
+    return _exit_status_of(main)
+  finally:
+    sys.modules['__main__'] = process_main
+    for name in set(flags.FLAGS) - defined_before:
+      if flags.FLAGS.find_module_defining_flag(name) not in sys.modules:
+        delattr(flags.FLAGS, name)
+
+
+def serve_cli_commands(requests_path: str, results_path: str) -> None:
+  """Runs many Python command lines, one after another, in this process.
+
+  `requests_path` holds a JSON list of {'name', 'command'}: commands as
+  `cli_command` makes them (`python -m prompt_tuning.<script> ...`), or any
+  `python -m <module> ...` or `python -c <code> ...` (T5X's scripts too). Each
+  command gets a fresh gin config and unparsed absl flags, runs with its
+  arguments in sys.argv, and has what it writes to file descriptors 1 and 2
+  (Python's output and native libraries' alike) captured. One JSON line per
+  command is appended to `results_path`: name, returncode, stdout, stderr.
+  What a command leaves in the process (imported modules, compiled functions,
+  registered tasks) stays for the next ones.
+  """
   for request in json.loads(pathlib.Path(requests_path).read_text()):
-    python, dash_m, module, *args = request['command']
-    assert (python, dash_m) == (sys.executable, '-m'), request['command']
-    if 'gin' in sys.modules:
-      sys.modules['gin'].clear_config()
-    flags.FLAGS.unparse_flags()
-    sys.argv = [module, *args]  # runpy puts the module's file in sys.argv[0]
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
       sys.stdout.flush()
       sys.stderr.flush()
@@ -276,7 +312,7 @@ def serve_cli_commands(requests_path: str, results_path: str) -> None:
       os.dup2(stdout.fileno(), 1)
       os.dup2(stderr.fileno(), 2)
       try:
-        returncode = _exit_status_of_main(module)
+        returncode = _run_command_line(request['command'])
       finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -290,6 +326,37 @@ def serve_cli_commands(requests_path: str, results_path: str) -> None:
     with open(results_path, 'a') as results:
       results.write(json.dumps({'name': request['name'], 'returncode': returncode,
                                 'stdout': output[0], 'stderr': output[1]}) + '\n')
+
+
+_SERVE = 'import sys, runtime_helpers; runtime_helpers.serve_cli_commands(*sys.argv[1:])'
+
+
+def start_serving(commands_by_name: Mapping[str, Sequence[str]], folder: os.PathLike,
+                  devices: int = 1, extra_paths: Sequence[str] = (),
+                  cwd: os.PathLike = REPO_ROOT) -> Callable[..., Dict[str, subprocess.CompletedProcess]]:
+  """Starts one child that runs the command lines one after another (`serve_cli_commands`).
+
+  Returns what waits for it (`timeout` in seconds) and gives each command's
+  result by name; a command that never finished has the child's own stderr and
+  no exit status.
+  """
+  folder = pathlib.Path(folder)
+  requests, results = folder / 'requests.json', folder / 'results.jsonl'
+  requests.write_text(json.dumps([{'name': name, 'command': list(command)}
+                                  for name, command in commands_by_name.items()]))
+  child = start([sys.executable, '-c', _SERVE, str(requests), str(results)], devices=devices,
+                extra_paths=extra_paths, cwd=cwd)
+
+  def finish_serving(timeout: float = 300) -> Dict[str, subprocess.CompletedProcess]:
+    server = finish(child, timeout=timeout)
+    done = {name: subprocess.CompletedProcess(command, None, '', server.stderr)
+            for name, command in commands_by_name.items()}
+    for line in results.read_text().splitlines() if results.exists() else []:
+      r = json.loads(line)
+      done[r['name']] = subprocess.CompletedProcess(
+          commands_by_name[r['name']], r['returncode'], r['stdout'], r['stderr'])
+    return done
+  return finish_serving
 
 
 def finish_all(children: Sequence[Child], timeout: float = 240

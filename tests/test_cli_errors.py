@@ -402,33 +402,6 @@ def _run_side_by_side(commands_by_name: Dict[str, Tuple[Sequence[str], int]], pa
   return results
 
 
-_SERVE = 'import sys, runtime_helpers; runtime_helpers.serve_cli_commands(*sys.argv[1:])'
-
-
-def _start_in_one_process(commands_by_name: Dict[str, Sequence[str]], folder: pathlib.Path
-                          ) -> Callable[[], Dict[str, subprocess.CompletedProcess]]:
-  """Starts one child that runs the commands one after another (`h.serve_cli_commands`).
-
-  Returns what waits for it and returns each command's result; a command that
-  never finished has the child's own stderr and no exit status.
-  """
-  requests, results = folder / 'requests.json', folder / 'results.jsonl'
-  requests.write_text(json.dumps([{'name': name, 'command': list(command)}
-                                  for name, command in commands_by_name.items()]))
-  child = h.start([sys.executable, '-c', _SERVE, str(requests), str(results)])
-
-  def finish() -> Dict[str, subprocess.CompletedProcess]:
-    server = h.finish(child, timeout=300)
-    done = {name: subprocess.CompletedProcess(command, None, '', server.stderr)
-            for name, command in commands_by_name.items()}
-    for line in results.read_text().splitlines() if results.exists() else []:
-      r = json.loads(line)
-      done[r['name']] = subprocess.CompletedProcess(
-          commands_by_name[r['name']], r['returncode'], r['stdout'], r['stderr'])
-    return done
-  return finish
-
-
 def _report(request, text: str) -> None:
   """Writes a line to the terminal, past pytest's capture."""
   reporter = request.config.pluginmanager.get_plugin('terminalreporter')
@@ -503,7 +476,7 @@ def runs(tmp_path_factory, request) -> Runs:
   verbose_folder.mkdir()
   alone['(verbose)'] = ([*_command(verbose_case, verbose_folder, fixtures), '--verbosity=1'], 1)
   alone['(bug)'] = ([sys.executable, '-c', _RAISE_IN_CLI_RUN], 1)
-  finish_together = _start_in_one_process(together, root)
+  finish_together = h.start_serving(together, root)
   results = _run_side_by_side(alone, PARALLEL - 1)
   results.update(finish_together())
   environment.undo()

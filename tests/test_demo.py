@@ -3,8 +3,8 @@
 The demo's frozen model is pre-trained once per test session, by
 `prompt_tuning.demo.frozen_model`, into an empty PROMPT_TUNING_CACHE; the
 demo's prompt is then trained in this process with the demo's own gin recipe
-for each RANDOM_SEED. The README (and tests/test_readme.py) claim 100% on the
-held-out reviews; 95% is the least any seed may reach here.
+for each RANDOM_SEED. The README (and tests/test_readme.py, which runs its seed 0)
+claim 100% on the held-out reviews; 95% is the least any seed may reach here.
 """
 
 import pytest
@@ -12,7 +12,8 @@ import pytest
 import runtime_helpers as h
 
 DEMO_GIN = ('configs/demo/prompt_tuning_demo.gin',)
-PROMPT_SEEDS = range(5)
+# RANDOM_SEED=0 is the README's own run, which tests/test_readme.py makes and checks the same way.
+PROMPT_SEEDS = range(1, 5)
 LEAST_ACCURACY = 95.0  # percent of the 200 held-out reviews; chance is 50
 
 

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -30,7 +29,6 @@ TRAIN_GIN = ('configs/demo/prompt_tuning_demo.gin',)
 EVAL_GIN = ('configs/demo/prompt_tuning_demo_eval.gin',)
 INFER_GIN = ('configs/demo/prompt_tuning_demo_infer.gin',)
 INPUT_LINES = ['a wonderful film', 'a dull and tedious film', 'the plot is great']
-_SERVE = 'import sys, runtime_helpers; runtime_helpers.serve_cli_commands(*sys.argv[1:])'
 # What the CLI prints every LOG_EVERY steps.
 _LOSS_LINE = re.compile(r'^step (\d+)/\d+  loss (\S+)', re.MULTILINE)
 # The demo's learning rate cools down over its last 100 steps; here over the last SAVING_PERIOD.
@@ -91,17 +89,9 @@ def train_killed_after_half_way(command, workdir: str, export: str) -> subproces
 
 def serve(commands: dict, workdir: str, scratch: str) -> dict:
   """Runs the named CLI commands one after another in one child; name -> its result."""
-  requests, results = os.path.join(scratch, 'requests.json'), os.path.join(scratch, 'results')
-  with open(requests, 'w') as f:
-    json.dump([{'name': name, 'command': command} for name, command in commands.items()], f)
-  child = subprocess.run([sys.executable, '-c', _SERVE, requests, results], cwd=workdir,
-                         env=h.subprocess_env(), capture_output=True, text=True, timeout=900)
-  assert child.returncode == 0, child.stderr[-4000:]
-  with open(results) as f:
-    done = {row['name']: row for row in map(json.loads, f)}
-  for name, row in done.items():
-    assert row['returncode'] == 0, f'{name} exited {row["returncode"]}:\n{row["stderr"][-4000:]}'
-  assert list(done) == list(commands)
+  done = h.start_serving(commands, scratch, cwd=workdir)(timeout=900)
+  for name, result in done.items():
+    h.check(result)
   return done
 
 
@@ -150,8 +140,8 @@ def test_the_demo_trains_resumes_evaluates_and_infers_with_everything_on_gs(
   np.testing.assert_array_equal(
       read_npy(final),
       read_npy(f'{reference_dir}/numpy_checkpoints/checkpoint_{STEPS}/{PROMPT_NPY}'))
-  printed = {**losses_printed(killed.stdout), **losses_printed(done['resume']['stdout'])}
-  assert printed == losses_printed(done['reference']['stdout'])
+  printed = {**losses_printed(killed.stdout), **losses_printed(done['resume'].stdout)}
+  assert printed == losses_printed(done['reference'].stdout)
   assert sorted(printed) == [10, 20, 30, 40]
   logged, reference_logged = (h.tensorboard(f'{d}/train') for d in (model_dir, reference_dir))
   assert {30, 40} <= set(logged['loss'])  # what the kill left unflushed may be missing
@@ -167,6 +157,6 @@ def test_the_demo_trains_resumes_evaluates_and_infers_with_everything_on_gs(
 
   predictions = [json.loads(line) for line in storage.read_text(output_file).splitlines()]
   assert [row['inputs'] for row in predictions] == INPUT_LINES
-  assert f'wrote {len(INPUT_LINES)} predictions to {output_file}' in done['infer']['stdout']
+  assert f'wrote {len(INPUT_LINES)} predictions to {output_file}' in done['infer'].stdout
 
   assert not os.listdir(workdir)  # nothing fell back to a local path such as ./gs:/...

@@ -25,16 +25,13 @@ def predictions_at(model_dir, step, field='prediction'):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  """Output folders and results of four CLI runs made side by side: two evals, two inferences."""
+  """Output folders and results of four CLI runs, made one after another in one child process
+  (`h.start_serving`): two evals, two inferences."""
   dirs = {name: tmp_path_factory.mktemp(name)
           for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file')}
   inputs_file = dirs['infer_file'] / 'inputs.txt'
   inputs_file.write_text('\n'.join(RAW_INPUTS) + '\n')
-  children = {'infer_file': h.start(h.cli_command('infer', h.INFER_GIN, h.toy_macros(
-      dirs['infer_file'], {**h.TOY_MODEL, 'vocab_size': 384},
-      MIXTURE_OR_TASK_NAME="'toy_reverse'", TASK_FEATURE_LENGTHS="{'inputs': 16, 'targets': 8}",
-      INPUT_FILE=repr(str(inputs_file)), VOCABULARY='@seqio.ByteVocabulary()')))}
-  trained_dir, _ = h.trained_run()  # meanwhile, unless an earlier test made it
+  trained_dir, _ = h.trained_run()  # unless an earlier test made it
   checkpoint = repr(str(trained_dir / f'checkpoint_{h.TRAINED_STEPS}'))
   prompt_file = repr(str(trained_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
                          'encoder.prompt.prompt.prompt.npy'))
@@ -46,9 +43,13 @@ def runs(tmp_path_factory):
       # 32 examples in batches of 6: the last batch is padded.
       'infer_split': h.cli_command('infer', h.INFER_GIN, h.toy_macros(
           dirs['infer_split'], h.WIDE_MODEL, CHECKPOINT_PATH=checkpoint, BATCH_SIZE='6')),
+      'infer_file': h.cli_command('infer', h.INFER_GIN, h.toy_macros(
+          dirs['infer_file'], {**h.TOY_MODEL, 'vocab_size': 384},
+          MIXTURE_OR_TASK_NAME="'toy_reverse'", TASK_FEATURE_LENGTHS="{'inputs': 16, 'targets': 8}",
+          INPUT_FILE=repr(str(inputs_file)), VOCABULARY='@seqio.ByteVocabulary()')),
   }
-  children.update({name: h.start(command) for name, command in commands.items()})
-  return dirs, {name: h.check(h.finish(child)) for name, child in children.items()}
+  results = h.start_serving(commands, tmp_path_factory.mktemp('served'))(timeout=600)
+  return dirs, {name: h.check(result) for name, result in results.items()}
 
 
 def test_eval_from_a_training_checkpoint_gives_the_metrics_of_the_run(runs):

@@ -196,6 +196,8 @@ def test_a_second_run_on_the_same_model_dir_fails_at_once_and_a_dead_runs_lock_i
   first = h.start(h.cli_command('train', h.TRAIN_GIN, endless))
   lock = model_dir / run_lock.LOCK_FILE
   _wait_for(lock, first)
+  # Still alive and holding the lock, but stopped: its endless steps take no core meanwhile.
+  first.process.send_signal(signal.SIGSTOP)
   second = h.finish(h.start(h.cli_command('train', h.TRAIN_GIN, h.train_macros(model_dir, 3))))
   assert second.returncode == 2, second.stderr[-3000:]
   line = last_line(second)

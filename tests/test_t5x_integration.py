@@ -7,11 +7,9 @@ outputs.
 """
 
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 
 import flax
@@ -86,25 +84,19 @@ def readme_commands():
 README_COMMANDS = readme_commands()
 
 
-def t5x_env(devices: int = 1):
-  env = h.subprocess_env(devices)
-  env['PYTHONPATH'] = os.pathsep.join(
-      [str(VENDOR / name) for name in ('t5x', 'airio', 'jestimator')] + [env['PYTHONPATH']])
-  return env
+VENDOR_PATHS = [str(VENDOR / name) for name in ('t5x', 'airio', 'jestimator')]
 
 
-def run_t5x(script, gin_files, macros, devices=1, timeout=400, readme=False):
-  """`python -m t5x.<script>` from the repository root.
+def t5x_command(script, gin_files, macros, readme=False):
+  """`python -m t5x.<script>` (run from the repository root).
 
   With `readme`, the README's command as written, then `gin_files` and `macros`, which
   override its task, frozen checkpoint and folders with the toy ones (later ones win).
   """
   given = README_COMMANDS[script] if readme else [f'--gin_search_paths={h.REPO_ROOT}']
-  command = [sys.executable, '-m', f't5x.{script}', *given,
-             *[f'--gin_file={f}' for f in gin_files],
-             *[f'--gin.{name}={value}' for name, value in macros.items()]]
-  return subprocess.run(command, cwd=h.REPO_ROOT, env=t5x_env(devices), text=True,
-                        capture_output=True, timeout=timeout, check=False)
+  return [sys.executable, '-m', f't5x.{script}', *given,
+          *[f'--gin_file={f}' for f in gin_files],
+          *[f'--gin.{name}={value}' for name, value in macros.items()]]
 
 
 def checkpoint_params(path) -> dict:
@@ -132,63 +124,38 @@ def frozen():
   return checkpoint_params(FROZEN)
 
 
-def train_with_t5x(workdir, name, *extra_gin, devices=1, **macros):
+def t5x_train_command(workdir, name, *extra_gin, **macros):
   """The README's `t5x.train` on the toy task: 3 steps from the fixture and the start prompt,
-  saving at steps 2 and 3."""
-  model_dir = workdir / name
-  result = run_t5x('train', [
+  saving at steps 2 and 3, into `workdir/name`."""
+  return t5x_command('train', [
       'gin/t5x/prompts/from_file.gin', *extra_gin, str(workdir / 'toy.gin'),
       str(workdir / 'train_toy.gin')], {
-          **TASK, 'MODEL_DIR': repr(str(model_dir)), 'TRAIN_STEPS': str(STEPS),
+          **TASK, 'MODEL_DIR': repr(str(workdir / name)), 'TRAIN_STEPS': str(STEPS),
           'INITIAL_CHECKPOINT_PATH': repr(str(FROZEN)),
-          'PROMPT_FILE': repr(str(workdir / 'start.npy')), **macros}, devices=devices, readme=True)
-  assert result.returncode == 0, result.stderr[-4000:]
-  return model_dir
+          'PROMPT_FILE': repr(str(workdir / 'start.npy')), **macros}, readme=True)
 
 
-@pytest.fixture(scope='module')
-def t5x_train(workdir):
-  """Stopped after step 2, then resumed in the same MODEL_DIR up to step 3."""
-  train_with_t5x(workdir, 't5x_run', TRAIN_STEPS='2')
-  return train_with_t5x(workdir, 't5x_run')
+def t5x_eval_command(workdir, name, run_gin, **macros):
+  """`t5x.eval` of the validation split into `workdir/name` (the README's command when
+  `run_gin` is None)."""
+  gin_files = [] if run_gin is None else ['gin/t5x/models/t5_1_1_small_prompt.gin', run_gin]
+  return t5x_command('eval', [*gin_files, str(workdir / 'toy.gin'), str(workdir / 'eval_toy.gin')],
+                     {**TASK, 'EVAL_OUTPUT_DIR': repr(str(workdir / name)), **macros},
+                     readme=run_gin is None)
 
 
-def test_t5x_train_changes_the_prompt_and_nothing_else(t5x_train, frozen, workdir):
-  steps = sorted(int(p.name.split('_')[1]) for p in t5x_train.glob('checkpoint_*'))
-  assert STEPS in steps and 2 in steps
-  start = np.load(workdir / 'start.npy')
-  for step in steps:
-    params = checkpoint_params(t5x_train / f'checkpoint_{step}')
-    assert set(params) == set(frozen) | {h.PROMPT_PATH}
-    for path, value in frozen.items():
-      np.testing.assert_array_equal(params[path], value, err_msg=f'{path} at step {step}')
-    exported = np.load(t5x_train / 'numpy_checkpoints' / f'checkpoint_{step}' / PROMPT_FILE_NAME)
-    np.testing.assert_array_equal(exported, params[h.PROMPT_PATH])
-    if step == 0:
-      np.testing.assert_array_equal(exported, start)
-    else:
-      assert np.abs(exported - start).min() > 0, f'the prompt did not change by step {step}'
+MISSING = 'decoder/logits_dense/kernel'
 
 
-def test_a_checkpoint_missing_a_frozen_array_is_refused_in_one_line(workdir):
+def checkpoint_missing_an_array(workdir):
   """The fixture without `decoder/logits_dense/kernel` (its array and its msgpack entry)."""
-  missing = 'decoder/logits_dense/kernel'
   checkpoint = workdir / 'incomplete' / 'checkpoint_20'
   shutil.copytree(FROZEN, checkpoint)
-  shutil.rmtree(checkpoint / f'target.{missing.replace("/", ".")}')
+  shutil.rmtree(checkpoint / f'target.{MISSING.replace("/", ".")}')
   contents = serialization.msgpack_restore((checkpoint / 'checkpoint').read_bytes())
   del contents['optimizer']['target']['decoder']['logits_dense']
   (checkpoint / 'checkpoint').write_bytes(serialization.msgpack_serialize(contents))
-  result = run_t5x('train', [
-      'gin/t5x/models/t5_1_1_small_prompt.gin', 'gin/t5x/runs/prompt_finetune.gin',
-      str(workdir / 'toy.gin'), str(workdir / 'train_toy.gin')], {
-          'MODEL_DIR': repr(str(workdir / 'refused')), 'TRAIN_STEPS': '1',
-          'INITIAL_CHECKPOINT_PATH': repr(str(checkpoint))})
-  assert result.returncode != 0
-  lines = [line for line in result.stderr.splitlines() if 'FrozenParameterMissingError' in line]
-  assert lines, result.stderr[-3000:]
-  assert f'lacks the frozen parameter {missing};' in lines[-1]
-  assert not list((workdir / 'refused').glob('checkpoint_*'))
+  return checkpoint
 
 
 def project_macros(model_dir, prompt_file, **overrides):
@@ -218,6 +185,90 @@ def project_train(workdir):
   return model_dir
 
 
+def project_prompt(project_train):
+  return project_train / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
+
+
+@pytest.fixture(scope='module')
+def t5x_runs(workdir, project_train):
+  """{name: completed process} of every one-device T5X command of the module.
+
+  They run one after another in one child process (`h.start_serving`), as
+  `python -m t5x.<script>` / `python -c` would: T5X's own flags, gin config
+  and `__main__` code anew for each.
+  """
+  trained = workdir / 't5x_run' / f'checkpoint_{STEPS}'
+  commands = {
+      'checks': [sys.executable, '-c', CHECKS, str(FROZEN), json.dumps(MODEL_FIELDS)],
+      # Stopped after step 2, then resumed in the same MODEL_DIR up to step 3.
+      'train_to_2': t5x_train_command(workdir, 't5x_run', TRAIN_STEPS='2'),
+      'train': t5x_train_command(workdir, 't5x_run'),
+      'optax': t5x_train_command(workdir, 't5x_optax', 'gin/t5x/optimizers/optax_adafactor.gin'),
+      'missing_array': t5x_command('train', [
+          'gin/t5x/models/t5_1_1_small_prompt.gin', 'gin/t5x/runs/prompt_finetune.gin',
+          str(workdir / 'toy.gin'), str(workdir / 'train_toy.gin')], {
+              'MODEL_DIR': repr(str(workdir / 'refused')), 'TRAIN_STEPS': '1',
+              'INITIAL_CHECKPOINT_PATH': repr(str(checkpoint_missing_an_array(workdir)))}),
+      # The README's `t5x.eval` and `t5x.infer`, of the T5X-trained checkpoint.
+      't5x_eval': t5x_eval_command(workdir, 't5x_eval', None, CHECKPOINT_PATH=repr(str(trained))),
+      'infer': t5x_command('infer', [str(workdir / 'toy.gin'), str(workdir / 'eval_toy.gin')],
+                           {**TASK, 'INFER_OUTPUT_DIR': repr(str(workdir / 't5x_infer')),
+                            'CHECKPOINT_PATH': repr(str(trained))}, readme=True),
+      # The project-trained prompt, through prompt_file_eval.gin; also into a scanned model.
+      't5x_eval_file': t5x_eval_command(
+          workdir, 't5x_eval_file', 'gin/t5x/runs/prompt_file_eval.gin',
+          CHECKPOINT_PATH=repr(str(FROZEN)), PROMPT_FILE=repr(str(project_prompt(project_train)))),
+      't5x_eval_scanned': t5x_eval_command(
+          workdir, 't5x_eval_scanned', 'gin/t5x/runs/prompt_file_eval.gin',
+          CHECKPOINT_PATH=repr(str(FROZEN)), PROMPT_FILE=repr(str(project_prompt(project_train))),
+          **{'t5.config_for_size.scan_layers': 'True'}),
+      # Last: its gin configurables, registered under the names its stacks import, would
+      # stay beside those of the scripts run after it.
+      'parse': [sys.executable, '-c', PARSE, str(h.REPO_ROOT), str(VENDOR / 't5x'),
+                *gin_stacks()],
+  }
+  return h.start_serving(commands, workdir, extra_paths=VENDOR_PATHS)(timeout=1200)
+
+
+def succeeded(t5x_runs, name):
+  result = t5x_runs[name]
+  assert result.returncode == 0, f'{name} exited {result.returncode}:\n{result.stderr[-4000:]}'
+  return result
+
+
+@pytest.fixture(scope='module')
+def t5x_train(workdir, t5x_runs):
+  succeeded(t5x_runs, 'train_to_2')
+  succeeded(t5x_runs, 'train')
+  return workdir / 't5x_run'
+
+
+def test_t5x_train_changes_the_prompt_and_nothing_else(t5x_train, frozen, workdir):
+  steps = sorted(int(p.name.split('_')[1]) for p in t5x_train.glob('checkpoint_*'))
+  assert STEPS in steps and 2 in steps
+  start = np.load(workdir / 'start.npy')
+  for step in steps:
+    params = checkpoint_params(t5x_train / f'checkpoint_{step}')
+    assert set(params) == set(frozen) | {h.PROMPT_PATH}
+    for path, value in frozen.items():
+      np.testing.assert_array_equal(params[path], value, err_msg=f'{path} at step {step}')
+    exported = np.load(t5x_train / 'numpy_checkpoints' / f'checkpoint_{step}' / PROMPT_FILE_NAME)
+    np.testing.assert_array_equal(exported, params[h.PROMPT_PATH])
+    if step == 0:
+      np.testing.assert_array_equal(exported, start)
+    else:
+      assert np.abs(exported - start).min() > 0, f'the prompt did not change by step {step}'
+
+
+def test_a_checkpoint_missing_a_frozen_array_is_refused_in_one_line(workdir, t5x_runs):
+  result = t5x_runs['missing_array']
+  assert result.returncode not in (0, None), result.stderr[-3000:]
+  lines = [line for line in result.stderr.splitlines() if 'FrozenParameterMissingError' in line]
+  assert lines, result.stderr[-3000:]
+  assert f'lacks the frozen parameter {MISSING};' in lines[-1]
+  assert not list((workdir / 'refused').glob('checkpoint_*'))
+
+
 def losses(model_dir):
   by_step = h.tensorboard(model_dir / 'train')['loss']
   assert sorted(by_step) == list(range(1, STEPS + 1))
@@ -229,14 +280,17 @@ def test_t5x_train_losses_equal_the_project_runtime_losses(t5x_train, project_tr
 
 
 def test_t5x_train_on_a_2x2_mesh_gives_the_same_losses(workdir, project_train):
-  mesh = train_with_t5x(workdir, 't5x_mesh', 'gin/t5x/partitioning/model_parallel.gin',
-                        devices=4, MODEL_PARALLEL_PARTITIONS='2')
-  np.testing.assert_allclose(losses(mesh), losses(project_train), rtol=1e-5)
+  result = h.finish(h.start(t5x_train_command(
+      workdir, 't5x_mesh', 'gin/t5x/partitioning/model_parallel.gin',
+      MODEL_PARALLEL_PARTITIONS='2'), devices=4, extra_paths=VENDOR_PATHS), timeout=400)
+  assert result.returncode == 0, result.stderr[-4000:]
+  np.testing.assert_allclose(losses(workdir / 't5x_mesh'), losses(project_train), rtol=1e-5)
 
 
 def test_the_project_optax_optimizer_in_t5x_optax_wrapper_gives_the_same_losses(
-    workdir, t5x_train, frozen):
-  wrapped = train_with_t5x(workdir, 't5x_optax', 'gin/t5x/optimizers/optax_adafactor.gin')
+    workdir, t5x_runs, t5x_train, frozen):
+  succeeded(t5x_runs, 'optax')
+  wrapped = workdir / 't5x_optax'
   np.testing.assert_allclose(losses(wrapped), losses(t5x_train), rtol=1e-5)
   params = checkpoint_params(wrapped / f'checkpoint_{STEPS}')
   assert all(np.array_equal(params[path], value) for path, value in frozen.items())
@@ -381,13 +435,10 @@ except features.PackingError as e:
 
 
 @pytest.fixture(scope='module')
-def checks():
-  """{first word: rest} of the lines CHECKS prints: real T5X model classes, in one process."""
-  result = subprocess.run([sys.executable, '-c', CHECKS, str(FROZEN), json.dumps(MODEL_FIELDS)],
-                          cwd=h.REPO_ROOT, env=t5x_env(), text=True, capture_output=True,
-                          timeout=400, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return dict(line.split(' ', 1) for line in result.stdout.splitlines() if ' ' in line)
+def checks(t5x_runs):
+  """{first word: rest} of the lines CHECKS prints: real T5X model classes."""
+  printed = succeeded(t5x_runs, 'checks').stdout
+  return dict(line.split(' ', 1) for line in printed.splitlines() if ' ' in line)
 
 
 def test_t5x_model_adapter_axes_int_tokens_packing_and_legacy_restore(checks):
@@ -442,7 +493,8 @@ for stack in sys.argv[3:]:
 """
 
 
-def test_every_t5x_gin_file_parses_under_t5x():
+def gin_stacks():
+  """Comma-joined stacks of gin files that together include every file of gin/t5x."""
   models = sorted(str(p.relative_to(h.REPO_ROOT))
                   for p in (h.REPO_ROOT / 'gin/t5x/models').glob('t5_1_1_*prompt.gin'))
   stacks = [f'{m},gin/t5x/runs/prompt_finetune.gin' for m in models]
@@ -455,65 +507,50 @@ def test_every_t5x_gin_file_parses_under_t5x():
              for run in ('prompt_eval', 'prompt_infer', 'prompt_file_eval')
              for mesh in ('data_parallel', 'model_parallel')
              for decoding in ('greedy', 'beam_search')]
-  result = subprocess.run([sys.executable, '-c', PARSE, str(h.REPO_ROOT), str(VENDOR / 't5x'),
-                           *stacks], cwd=h.REPO_ROOT, env=t5x_env(), text=True,
-                          capture_output=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  parsed = {f for line in result.stdout.splitlines() if line.startswith('parsed ')
+  return stacks
+
+
+def test_every_t5x_gin_file_parses_under_t5x(t5x_runs):
+  printed = succeeded(t5x_runs, 'parse').stdout
+  parsed = {f for line in printed.splitlines() if line.startswith('parsed ')
             for f in line.split(' ', 1)[1].split(',')}
   every = {str(p.relative_to(h.REPO_ROOT)) for p in (h.REPO_ROOT / 'gin/t5x').rglob('*.gin')}
-  assert every - parsed == set()
+  assert parsed and every - parsed == set()
 
 
 def predictions(jsonl):
   return [(row['input']['inputs'], row['prediction']) for row in h.read_jsonl(jsonl)]
 
 
-def t5x_eval(workdir, name, run_gin, step, **macros):
-  """`t5x.eval` of the validation split (the README's command without `run_gin`); the
-  (input, prediction) pairs it logs for `step`."""
-  output_dir = workdir / name
-  gin_files = [] if run_gin is None else ['gin/t5x/models/t5_1_1_small_prompt.gin', run_gin]
-  result = run_t5x('eval', [*gin_files, str(workdir / 'toy.gin'), str(workdir / 'eval_toy.gin')],
-                   {**TASK, 'EVAL_OUTPUT_DIR': repr(str(output_dir)), **macros},
-                   readme=run_gin is None)
-  assert result.returncode == 0, result.stderr[-4000:]
-  return predictions(output_dir / 'inference_eval' / f'toy_parity-{step:06}.jsonl')
+def t5x_predictions(workdir, t5x_runs, name, step):
+  """The (input, prediction) pairs that the `t5x.eval` run `name` logged for `step`."""
+  succeeded(t5x_runs, name)
+  return predictions(workdir / name / 'inference_eval' / f'toy_parity-{step:06}.jsonl')
 
 
-@pytest.fixture(scope='module')
-def t5x_evaluated(t5x_train, workdir):
-  """The README's `t5x.eval`, of the T5X-trained checkpoint."""
-  return t5x_eval(workdir, 't5x_eval', None, STEPS,
-                  CHECKPOINT_PATH=repr(str(t5x_train / f'checkpoint_{STEPS}')))
-
-
-def test_t5x_eval_and_the_project_eval_agree_on_a_t5x_trained_prompt(t5x_train, t5x_evaluated,
+def test_t5x_eval_and_the_project_eval_agree_on_a_t5x_trained_prompt(t5x_train, t5x_runs,
                                                                       workdir):
+  by_t5x = t5x_predictions(workdir, t5x_runs, 't5x_eval', STEPS)
   exported = t5x_train / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
   macros = project_macros(workdir / 'project_eval', exported)
   result = h.finish(h.start(h.cli_command('eval', h.PROMPT_FILE_EVAL_GIN, macros)), timeout=400)
   assert result.returncode == 0, result.stderr[-4000:]
   ours = predictions(workdir / 'project_eval' / 'inference_eval' / 'toy_parity-000000.jsonl')
-  assert len(t5x_evaluated) == 32 and t5x_evaluated == ours
+  assert len(by_t5x) == 32 and by_t5x == ours
 
 
-def test_t5x_eval_of_a_prompt_trained_by_the_project(project_train, workdir):
-  exported = project_train / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
-  by_t5x = t5x_eval(workdir, 't5x_eval_file', 'gin/t5x/runs/prompt_file_eval.gin', 0,
-                    CHECKPOINT_PATH=repr(str(FROZEN)), PROMPT_FILE=repr(str(exported)))
+def test_t5x_eval_of_a_prompt_trained_by_the_project(project_train, t5x_runs, workdir):
+  by_t5x = t5x_predictions(workdir, t5x_runs, 't5x_eval_file', 0)
   ours = predictions(project_train / 'inference_eval' / f'toy_parity-{STEPS:06}.jsonl')
   assert len(by_t5x) == 32 and by_t5x == ours
 
 
-def test_t5x_eval_of_a_scanned_model_restores_the_per_layer_checkpoint(project_train, workdir):
+def test_t5x_eval_of_a_scanned_model_restores_the_per_layer_checkpoint(project_train, t5x_runs,
+                                                                       workdir):
   """With `scan_layers`, T5X restores the per-layer fixture through prompt_file_eval.gin's
   transformation: its layers are stacked, not re-initialised by T5X's fallback, so the
   predictions are those of the per-layer model."""
-  exported = project_train / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
-  scanned = t5x_eval(workdir, 't5x_eval_scanned', 'gin/t5x/runs/prompt_file_eval.gin', 0,
-                     CHECKPOINT_PATH=repr(str(FROZEN)), PROMPT_FILE=repr(str(exported)),
-                     **{'t5.config_for_size.scan_layers': 'True'})
+  scanned = t5x_predictions(workdir, t5x_runs, 't5x_eval_scanned', 0)
   ours = predictions(project_train / 'inference_eval' / f'toy_parity-{STEPS:06}.jsonl')
   assert len(scanned) == 32 and scanned == ours
 
@@ -522,12 +559,8 @@ def test_the_readme_shows_t5x_train_eval_and_infer():
   assert sorted(README_COMMANDS) == ['eval', 'infer', 'train']
 
 
-def test_t5x_infer_predicts_what_t5x_eval_does(t5x_train, t5x_evaluated, workdir):
-  output_dir = workdir / 't5x_infer'
-  result = run_t5x('infer', [str(workdir / 'toy.gin'), str(workdir / 'eval_toy.gin')],
-                   {**TASK, 'INFER_OUTPUT_DIR': repr(str(output_dir)),
-                    'CHECKPOINT_PATH': repr(str(t5x_train / f'checkpoint_{STEPS}'))},
-                   readme=True)
-  assert result.returncode == 0, result.stderr[-4000:]
-  inferred = h.read_jsonl(output_dir / 'toy_parity-predict.jsonl-00000-of-00001')
-  assert [row['prediction'] for row in inferred] == [p for _, p in t5x_evaluated]
+def test_t5x_infer_predicts_what_t5x_eval_does(t5x_runs, workdir):
+  by_eval = t5x_predictions(workdir, t5x_runs, 't5x_eval', STEPS)
+  succeeded(t5x_runs, 'infer')
+  inferred = h.read_jsonl(workdir / 't5x_infer' / 'toy_parity-predict.jsonl-00000-of-00001')
+  assert [row['prediction'] for row in inferred] == [p for _, p in by_eval]
