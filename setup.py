@@ -74,6 +74,8 @@ setuptools.setup(
             'grain',
             'tensorflow',
             'tensorflow-text',
+            # libtpu, the TPU compiler: tests/test_plan.py compiles for TPU slices on CPU hosts.
+            'jax[tpu]==0.10.2',
         ],
         'hf': ['safetensors>=0.4', 'huggingface_hub>=0.25'],
         'tpu': ['jax[tpu]>=0.10,<0.11'],

@@ -139,7 +139,7 @@ class OursStep:
 
   def analysis(self) -> Dict[str, Any]:
     """XLA's own figures for the compiled step, and the matmul FLOPs of its jaxpr."""
-    import flop_count
+    from prompt_tuning.planning import flops as flop_count
     compiled = self.step_fn.lower(self.state, self.frozen, self.batch).compile()
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
   use_cores(args.threads)
   start, load_at_start = time.perf_counter(), os.getloadavg()[0]
   import dataclasses
-  import flop_count
+  from prompt_tuning.planning import flops as flop_count
   from prompt_tuning.models import t5
   try:
     config = t5.config_for_size(args.config)
@@ -456,7 +456,7 @@ def report(results: Dict[str, Any]) -> str:
           f"{r['flop_per_s'] / 1e9:,.1f} ({r['best_flop_per_s'] / 1e9:,.1f}) GFLOP/s"
           for name, r in results['matmul'].items()),
       '',
-      'FLOPs per train step (matmuls only, see benchmarks/flop_count.py)',
+      'FLOPs per train step (matmuls only, see prompt_tuning/planning/flops.py)',
       _row('  forward', [giga(flops['forward'])]),
       _row('  model: 2 x forward', [giga(flops['model'])]),
       _row('  exact: forward + autodiff backward', [giga(flops['exact'])]),

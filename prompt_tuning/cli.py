@@ -20,6 +20,7 @@ from typing import Callable, Iterator, List, NoReturn, Sequence
 # Before TensorFlow is first imported: its C++ logging is read once, at load time.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from prompt_tuning.errors import Preempted, UserError  # pylint: disable=g-import-not-at-top
@@ -79,19 +80,22 @@ def initialize_distributed() -> None:
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def parse_gin(required_macros: Sequence[str], check_settings: Callable[[], None] = lambda: None
-              ) -> bool:
+def parse_gin(required_macros: Sequence[str], check_settings: Callable[[], None] = lambda: None,
+              command_bindings: Sequence[str] = ()) -> bool:
   """Parses --gin_file and the bindings, then checks them before anything is built.
 
-  The checks: every macro bound on the command line is used by some gin file,
-  the required macros are set, and `check_settings()` (the command's own
-  checks of its values) passes. Returns whether to go on: with --dry_run it
-  prints the config and returns False.
+  `command_bindings` are the command's own, applied after the files and
+  before the command line's (the planner's: it reads and writes nothing).
+  The checks: every macro bound on the command line is used by some gin
+  file, the required macros are set, and `check_settings()` (the command's
+  own checks of its values) passes. Returns whether to go on: with --dry_run
+  it prints the config and returns False.
   """
   from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
   # The data dir travels in the dataset configuration (DATA_DIR), like every data setting.
   data_dir = [f'DATA_DIR = {FLAGS.tfds_data_dir!r}'] if FLAGS.tfds_data_dir else []
-  gin_config.parse(FLAGS.gin_file, [*data_dir, *FLAGS.gin_bindings], FLAGS.gin_search_paths)
+  gin_config.parse(FLAGS.gin_file, [*command_bindings, *data_dir, *FLAGS.gin_bindings],
+                   FLAGS.gin_search_paths)
   gin_config.check_bound_macros_are_used(FLAGS.gin_bindings)
   gin_config.require_macros(required_macros)
   check_settings()

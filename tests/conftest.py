@@ -21,6 +21,11 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '-1'
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
+# The suite runs on the CPU. The test extra installs libtpu (for the planner's TPU compiles),
+# with which JAX would otherwise start the TPU runtime in every process. The README's commands
+# run without this (tests/test_readme.py): the CLI keeps JAX on the CPU by itself there.
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
 # Written by other tools (T5X, SentencePiece, the paper's release); never copied into the repo.
 FIXTURES = pathlib.Path(os.environ.get('PROMPT_TUNING_FIXTURES', REPO_ROOT.parent / 'shared' / 'fixtures'))
 
@@ -54,3 +59,17 @@ def demo_cache(tmp_path_factory) -> pathlib.Path:
     with filelock.FileLock(f'{cache}.lock'):
       assert frozen_model.frozen_model_checkpoint().startswith(str(cache))
     yield cache
+
+
+# The slowest files, slowest first: pytest-xdist hands files to workers in collection order, so
+# these start first and the quick ones fill in at the end, when a long file last in line would
+# leave the other worker idle. test_readme makes the demo's frozen model (a minute or two) while
+# the other worker runs T5X; test_demo and test_gcs_end_to_end, which need it too, come later.
+SLOWEST_FIRST = ('test_readme.py', 'test_t5x_integration.py', 'test_runtime_faults.py',
+                 'test_plan.py', 'test_cli_errors.py', 'test_decoding.py',
+                 'test_checkpoints_hf.py', 'test_t5.py', 'test_runtime_distributed.py')
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order

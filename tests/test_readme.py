@@ -49,13 +49,17 @@ def run(command, env, timeout, cwd=REPO_ROOT):
   result = subprocess.run(['bash', '-c', command], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
   assert result.returncode == 0, f'{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+  # libtpu (in the test extra) must not start on this TPU-less host (prompt_tuning/host.py).
+  assert not re.search(r'libtpu|TPU_ACCELERATOR_TYPE|TPU_WORKER_HOSTNAMES', result.stderr), (
+      result.stderr[-3000:])
   return result.stdout
 
 
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
   cache = tmp_path_factory.mktemp('cache')
-  return {**os.environ, 'PROMPT_TUNING_CACHE': str(cache), 'TF_CPP_MIN_LOG_LEVEL': '2',
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}  # as a user's shell has it
+  return {**env, 'PROMPT_TUNING_CACHE': str(cache), 'TF_CPP_MIN_LOG_LEVEL': '2',
           'PATH': f'{pathlib.Path(sys.executable).parent}:{os.environ["PATH"]}'}
 
 

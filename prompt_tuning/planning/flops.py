@@ -129,16 +129,17 @@ def train_step_flops(config: t5.T5Config, batch_size: int, inputs_length: int, p
                    backward=sum(m.flops(batch_size) * m.grad_operands for m in matmuls))
 
 
-def jaxpr_matmul_flops(fn: Callable[..., Any], *args: Any) -> int:
+def jaxpr_matmul_flops(fn: Callable[..., Any], *args: Any, scan_bodies_once: bool = False) -> int:
   """2 * (product of all dimensions) summed over every `dot_general` in the trace of `fn(*args)`.
 
   Nested jaxprs (jit, custom derivatives, remat) count once; scan bodies
-  once per iteration.
+  once per iteration, or once in all with `scan_bodies_once` (as XLA's
+  cost analysis counts a loop body).
   """
-  return _dot_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+  return _dot_flops(jax.make_jaxpr(fn)(*args).jaxpr, scan_bodies_once)
 
 
-def _dot_flops(jaxpr: jax_core.Jaxpr) -> int:
+def _dot_flops(jaxpr: jax_core.Jaxpr, scan_bodies_once: bool) -> int:
   total = 0
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'dot_general':
@@ -146,11 +147,12 @@ def _dot_flops(jaxpr: jax_core.Jaxpr) -> int:
       lhs, rhs = (v.aval.shape for v in eqn.invars)
       rhs_free = [size for i, size in enumerate(rhs) if i not in rhs_contracting + rhs_batch]
       total += 2 * math.prod(lhs) * math.prod(rhs_free)
-    repeats = eqn.params['length'] if eqn.primitive.name == 'scan' else 1
+    scanned = eqn.primitive.name == 'scan' and not scan_bodies_once
+    repeats = eqn.params['length'] if scanned else 1
     for value in eqn.params.values():
       for sub in value if isinstance(value, (tuple, list)) else (value,):
         if isinstance(sub, jax_core.ClosedJaxpr):
           sub = sub.jaxpr
         if isinstance(sub, jax_core.Jaxpr):
-          total += repeats * _dot_flops(sub)
+          total += repeats * _dot_flops(sub, scan_bodies_once)
   return total

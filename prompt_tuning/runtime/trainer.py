@@ -48,19 +48,33 @@ class Trainer:
     self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
     self._replicated = partitioning.replicated(mesh)
 
+  def _jit_create_state(self, seed: int):
+    def create(trainable):
+      return TrainState(step=jnp.array(0, jnp.int32), trainable=trainable,
+                        opt_state=self.tx.init(trainable),
+                        rng=jax.random.key_data(jax.random.key(seed)))
+
+    return jax.jit(create, in_shardings=(self.trainable_shardings,))
+
   def create_state(self, trainable: Params, seed: int) -> TrainState:
     """A step-0 state around loaded or initialised trainable parameters.
 
     Jitted, so the optimizer state is laid out like the parameters it
     tracks; the result's shardings are the state's shardings from then on.
     """
+    return self._jit_create_state(seed)(trainable)
 
-    def create(trainable):
-      return TrainState(step=jnp.array(0, jnp.int32), trainable=trainable,
-                        opt_state=self.tx.init(trainable),
-                        rng=jax.random.key_data(jax.random.key(seed)))
+  def abstract_state(self, trainable: Params, seed: int) -> TrainState:
+    """`create_state`'s result as `jax.ShapeDtypeStruct`s, for abstract `trainable` parameters.
 
-    return jax.jit(create, in_shardings=(self.trainable_shardings,))(trainable)
+    The shardings are those the compiled `create_state` gives its result,
+    found by compiling it, not running it.
+    """
+    create = self._jit_create_state(seed)
+    shardings = create.lower(trainable).compile().output_shardings
+    return jax.tree_util.tree_map(
+        lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+        jax.eval_shape(create, trainable), shardings)
 
   def train_step(self, state: TrainState, frozen: Params,
                  batch: Dict[str, Array]) -> Tuple[TrainState, Dict[str, Array]]:
