@@ -85,10 +85,10 @@ def main() -> None:
     raise cli.CommandLineError('--topology is required, e.g. --topology=v3-32 or --topology=cpu-8.')
   topology = chips.parse(FLAGS.topology)
   import jax  # pylint: disable=g-import-not-at-top
-  # A persistent cache cannot load programs compiled for devices this host lacks.
-  jax.config.update('jax_enable_compilation_cache', False)
   if topology.chip is None:
     jax.config.update('jax_num_cpu_devices', topology.num_devices)
+  else:  # a persistent cache cannot load programs compiled for devices this host lacks
+    jax.config.update('jax_enable_compilation_cache', False)
   if not cli.parse_gin(REQUIRED_MACROS, _check_settings, command_bindings=COMMAND_BINDINGS):
     return
   model, optimizer, run_config, dataset_config = configured_run()
