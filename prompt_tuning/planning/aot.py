@@ -20,7 +20,7 @@ import optax
 import seqio
 
 from prompt_tuning.planning import chips, flops, hlo
-from prompt_tuning.runtime import inputs, partitioning, run_setup
+from prompt_tuning.runtime import evaluation, inputs, partitioning, run_setup
 from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
@@ -262,13 +262,11 @@ def plan(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransform
 
 def _decode_program(layout: run_setup.Layout, params: Params, batch: Dict[str, Any],
                     dataset_config: inputs.DatasetConfig):
-  """Eval's and infer's decode step (`EncoderDecoderModel.predict_batch`) jitted as they jit it."""
-  model = _decode_model(layout.model)
-  max_length = dataset_config.task_feature_lengths['targets']
+  """Eval's and infer's decode step (`evaluation.jit_predict`) and its abstract arguments."""
+  jitted = evaluation.jit_predict(_decode_model(layout.model),
+                                  dataset_config.task_feature_lengths['targets'],
+                                  layout.shardings, layout.mesh)
   replicated = partitioning.replicated(layout.mesh)
-  jitted = jax.jit(lambda p, b, r: model.predict_batch(p, b, max_length, r),
-                   in_shardings=(layout.shardings, partitioning.data_sharding(layout.mesh),
-                                 replicated), out_shardings=replicated)
   rng = jax.eval_shape(jax.random.key, 0)
   rng = jax.ShapeDtypeStruct(rng.shape, rng.dtype, sharding=replicated)
   return jitted, (params, batch, rng)

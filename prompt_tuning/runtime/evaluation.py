@@ -91,6 +91,19 @@ def _batches(dataset: tf.data.Dataset, batch_size: int):
     yield indices, padded, count
 
 
+def jit_predict(model: EncoderDecoderModel, max_length: int, param_shardings: Params,
+                mesh: Mesh) -> Callable:
+  """`model.predict_batch(params, batch, max_length, rng)` jitted with the run's shardings.
+
+  The decode step of eval and infer (and what the planner compiles): parameters as
+  laid out, the batch split on `data`, the rng and the results replicated.
+  """
+  replicated = partitioning.replicated(mesh)
+  return jax.jit(lambda params, batch, rng: model.predict_batch(params, batch, max_length, rng),
+                 in_shardings=(param_shardings, partitioning.data_sharding(mesh), replicated),
+                 out_shardings=replicated)
+
+
 class Evaluator:
   """Evaluates full parameter trees on every task of a mixture (or one task)."""
 
@@ -128,10 +141,8 @@ class Evaluator:
             sequence_length=dataset.task_feature_lengths, num_examples=config.num_examples,
             logger_cls=loggers if jax.process_index() == 0 else (), log_dir=log_dir,
             async_compute_metrics=False)
-    max_length = dataset.task_feature_lengths['targets']
-    self._predict = jax.jit(
-        lambda params, batch, rng: model.predict_batch(params, batch, max_length, rng),
-        in_shardings=(param_shardings, self._data_sharding, replicated), out_shardings=replicated)
+    self._predict = jit_predict(model, dataset.task_feature_lengths['targets'], param_shardings,
+                                mesh)
     self._rank = jax.jit(model.rank_classify,
                          in_shardings=(param_shardings, self._data_sharding, replicated),
                          out_shardings=replicated)

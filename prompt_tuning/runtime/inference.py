@@ -148,11 +148,8 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
   run, params, _ = load_params(model, dataset_config, run_config, checkpoint_path)
   mesh, shardings, seed = run.mesh, run.shardings, run_config.random_seed
   batches = text_batches if input_file else _task_batches(dataset_config, model)
-  data_sharding = partitioning.data_sharding(mesh)
-  max_length = dataset_config.task_feature_lengths['targets']
-  predict = jax.jit(lambda p, b, r: model.predict_batch(p, b, max_length, r),
-                    in_shardings=(shardings, data_sharding, partitioning.replicated(mesh)),
-                    out_shardings=partitioning.replicated(mesh))
+  predict = evaluation.jit_predict(model, dataset_config.task_feature_lengths['targets'],
+                                   shardings, mesh)
   lines = []
   with jax.set_mesh(mesh):
     for step, (texts, features, count) in enumerate(batches):
