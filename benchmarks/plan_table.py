@@ -39,7 +39,7 @@ def configured_run(size: str, targets: int):
   gin.clear_config()
   gin_config.parse([f'gin/models/t5_1_1_{size}_prompt.gin', 'configs/super_glue/boolq.gin',
                     'gin/models/bfloat16.gin'],
-                   [*plan.COMMAND_BINDINGS, 't5.config_for_size.scan_layers = True',
+                   [*plan.COMMAND_BINDINGS, 'SCAN_LAYERS = True',
                     f"TASK_FEATURE_LENGTHS = {{'inputs': 512, 'targets': {targets}}}"])
   return plan.configured_run()
 

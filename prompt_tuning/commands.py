@@ -18,6 +18,7 @@ import seqio
 
 from prompt_tuning import storage
 from prompt_tuning.errors import UserError
+from prompt_tuning.models import t5
 from prompt_tuning.runtime import (checkpointing, evaluation, inference, inputs, run_setup,
                                    train_loop)
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -122,7 +123,9 @@ def _check_task(dataset_keys: Sequence[str]) -> None:
 
 def _model_rules() -> list:
   return [_non_negative('prompted.PromptConfig.length'),
-          _normalizing_factor('models.EncoderDecoderModel.loss_normalizing_factor')]
+          _normalizing_factor('models.EncoderDecoderModel.loss_normalizing_factor'),
+          _Rule(('t5.config_for_size.remat_policy',), lambda v: v in t5.REMAT_POLICIES,
+                f'one of {", ".join(map(repr, t5.REMAT_POLICIES))}')]
 
 
 def _dataset_rules(*dataset_keys: str) -> list:

@@ -216,6 +216,8 @@ CASES = [
          {'LOSS_NORMALIZING_FACTOR': "'NUM_TOKENS'"}),
     Case('decoding_method_unknown', 'infer', ["'beam'", "'beam_search'"],
          {'decoding.DecodingMethod.name': "'beam'"}),
+    Case('remat_policy_unknown', 'train', ["REMAT_POLICY='dots'", "'none', 'full', 'minimal'"],
+         {'REMAT_POLICY': "'dots'"}),
     Case('dry_run_checks_the_settings_too', 'train', ['BATCH_SIZE=0'], {'BATCH_SIZE': '0'},
          flags=['--dry_run']),
     # Gin files, bindings and flags.

@@ -236,7 +236,11 @@ def test_the_sentinel_overlay_needs_a_recipe_that_names_its_sentinel_task():
 def test_each_size_file_builds_the_released_shape_and_names_its_checkpoints(size):
   _parse([f'gin/models/t5_1_1_{size}_prompt.gin', TRAIN_RUN], RUN_MACROS)
   config = gin.get_configurable('t5.config_for_size')()
-  assert config == t5.config_for_size(size, dropout_rate=0.1)
+  # XXL is set up for the paper's 16 v3 chips (the planner's README table).
+  pod = dict(dtype=jnp.bfloat16, scan_layers=True, remat_policy='full') if size == 'xxl' else {}
+  assert config == t5.config_for_size(size, dropout_rate=0.1, **pod)
+  if size == 'xxl':
+    assert gin.get_configurable('run_setup.RunConfig')().frozen_dtype == jnp.bfloat16
   assert _macro('LM_ADAPTED_CHECKPOINT') == (
       f'gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_{size}/checkpoint_1100000')
   assert _macro('SPAN_CORRUPTION_CHECKPOINT') == (

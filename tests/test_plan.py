@@ -8,7 +8,9 @@ takes seconds; the paper's sizes are planned by benchmarks/plan_table.py.
 import dataclasses
 import importlib.util
 import math
-import subprocess
+import re
+import sys
+from typing import List
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +26,8 @@ from prompt_tuning.runtime import inputs, optimizer, partitioning, run_setup
 from prompt_tuning.runtime.model import EncoderDecoderModel
 from prompt_tuning.runtime.trainer import Trainer
 
-needs_libtpu = pytest.mark.skipif(importlib.util.find_spec('libtpu') is None,
+HAS_LIBTPU = importlib.util.find_spec('libtpu') is not None
+needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU,
                                   reason='libtpu is not installed: pip install "jax[tpu]" '
                                   '(the test extra has it) to compile for TPU slices')
 
@@ -159,25 +162,56 @@ TOY_MACROS = {'MIXTURE_OR_TASK_NAME': repr(h.TASK), 'MIXTURE_OR_TASK_MODULE': "'
               'INITIAL_CHECKPOINT_PATH': 'None'}
 
 
-def _plan_command(*flags: str, **macros: str) -> subprocess.CompletedProcess:
-  command = h.cli_command('plan', PLAN_GIN, {**TOY_MACROS, **macros}, *flags)
-  env = {k: v for k, v in h.subprocess_env().items() if k != 'XLA_FLAGS'}
-  return subprocess.run(command, cwd=h.REPO_ROOT, env=env, capture_output=True, text=True,
-                        timeout=300)
+def _plan_command(*flags: str, **macros: str) -> List[str]:
+  return h.cli_command('plan', PLAN_GIN, {**TOY_MACROS, **macros}, *flags)
 
 
-def test_the_command_plans_a_cpu_mesh_of_the_devices_it_names():
-  done = _plan_command('--topology=cpu-2', '--mesh=1x2', '--decode=false')
+# The README's command: XXL at the paper's BoolQ settings on 16 v3 chips, as its files set it.
+# The train step only: it is what needs remat, and the decode step would add a third to the time.
+XXL_ON_V3_32 = [sys.executable, '-m', 'prompt_tuning.plan',
+                '--gin_file=gin/models/t5_1_1_xxl_prompt.gin',
+                '--gin_file=configs/super_glue/boolq.gin', '--topology=v3-32', '--decode=false']
+
+
+@pytest.fixture(scope='module')
+def plan_commands(tmp_path_factory):
+  """{name: completed process} of the module's `python -m prompt_tuning.plan` commands.
+
+  One child runs them one after another (`h.start_serving`), each with fresh flags and gin.
+  """
+  commands = {'cpu_mesh': _plan_command('--topology=cpu-2', '--mesh=1x2', '--decode=false')}
+  if HAS_LIBTPU:
+    commands['too_large'] = _plan_command('--topology=v3-8', '--mesh=8x1', MODEL_SIZE="'xxl'")
+    commands['xxl'] = XXL_ON_V3_32
+  return h.start_serving(commands, tmp_path_factory.mktemp('plan'))(timeout=600)
+
+
+def test_the_command_plans_a_cpu_mesh_of_the_devices_it_names(plan_commands):
+  done = plan_commands['cpu_mesh']
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'cpu-2: 2 CPU devices, mesh data x model = 1x2' in done.stdout
   assert done.stdout.rstrip().endswith('fits')
 
 
 @needs_libtpu
-def test_a_run_that_cannot_fit_exits_with_one_line_naming_what_to_change():
-  done = _plan_command('--topology=v3-8', '--mesh=8x1', MODEL_SIZE="'xxl'")
+def test_a_run_that_cannot_fit_exits_with_one_line_naming_what_to_change(plan_commands):
+  done = plan_commands['too_large']
   assert done.returncode == 2
   (line,) = done.stderr.strip().splitlines()
-  assert line.startswith('error: does not fit on v3-8 (mesh 8x1, scan off, remat off): the '
+  assert line.startswith('error: does not fit on v3-8 (mesh 8x1, scan off, remat none): the '
                          'frozen weights alone need 41.')
   assert '--search' in line and 'remat' in line and '--mesh=DATAxMODEL' in line
+
+
+@needs_libtpu
+def test_xxl_fits_on_16_v3_chips_as_its_model_file_sets_it(plan_commands):
+  done = plan_commands['xxl']
+  assert done.returncode == 0, done.stderr[-2000:]
+  out = done.stdout
+  # The smallest model axis that holds XXL's bfloat16 weights in half a 16 GiB core: 4.
+  assert re.match(r'v3-32: 32 devices on 16 \S*v3\S* chips \(v3:4x4\), mesh data x model = 8x4, '
+                  r'scan on, remat full\n', out), out
+  # 11.3e9 frozen parameters in bfloat16, split 4 ways: about 5.2 GiB per core.
+  frozen = re.search(r'frozen weights\s+([0-9.]+) GiB', out)
+  assert frozen and 5.0 < float(frozen.group(1)) < 5.6, out
+  assert out.rstrip().endswith('fits')

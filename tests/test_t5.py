@@ -34,6 +34,13 @@ def logits(config, params, enc=ENCODER_INPUTS, dec_in=DECODER_INPUTS, dec_t=DECO
   return _logits(config, params, enc, dec_in, dec_t)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def gradients(config, params):
+  """d(sum of the logits)/d(params); compiled once per config."""
+  return jax.grad(lambda p: _logits(config, p, ENCODER_INPUTS, DECODER_INPUTS,
+                                    DECODER_TARGETS).sum())(params)
+
+
 def test_parameter_paths_are_those_of_t5x_t5_1_1_checkpoints(params):
   paths = set(flax.traverse_util.flatten_dict(params, sep='/'))
   expected = {'token_embedder/embedding', 'encoder/relpos_bias/rel_embedding',
@@ -113,18 +120,36 @@ def test_bfloat16_compute_stays_close_to_float32(params):
   np.testing.assert_allclose(np.asarray(out, np.float32), logits(CONFIG, params), atol=0.1)
 
 
-@pytest.mark.parametrize('options', [dict(remat=True), dict(scan_layers=True),
-                                     dict(scan_layers=True, remat=True)])
+@pytest.mark.parametrize('options', [dict(remat_policy='minimal'), dict(scan_layers=True),
+                                     dict(scan_layers=True, remat_policy='full')])
 def test_remat_and_scan_give_the_same_logits_and_gradients(params, options):
   config = t5.config_for_size('tiny', mlp_dim=24, head_dim=3, **options)
   converted = t5.stack_layers(params) if config.scan_layers else params
-  loss = lambda c, p: logits(c, p).sum()
   np.testing.assert_allclose(logits(config, converted), logits(CONFIG, params), atol=1e-5)
-  grads = jax.jit(jax.grad(lambda p: loss(config, p)))(converted)
-  expected = jax.jit(jax.grad(lambda p: loss(CONFIG, p)))(params)
+  grads = gradients(config, converted)
+  expected = gradients(CONFIG, params)
   expected = t5.stack_layers(expected) if config.scan_layers else expected
   for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_each_remat_policy_keeps_less_for_the_backward_pass_than_the_one_before(params):
+  """'none' keeps every activation, 'minimal' the weight matmuls' outputs, 'full' the inputs."""
+  def residual_bytes(policy):
+    model = t5.Transformer(t5.config_for_size('tiny', mlp_dim=24, head_dim=3, remat_policy=policy))
+    loss = lambda p: model.apply({'params': p}, ENCODER_INPUTS, DECODER_INPUTS,
+                                 DECODER_TARGETS).sum()
+    # What the backward pass is handed: the leaves of the VJP's closure, as shapes.
+    residuals = jax.eval_shape(lambda p: jax.vjp(loss, p)[1], params)
+    return sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(residuals))
+  none, minimal, full = map(residual_bytes, ('none', 'minimal', 'full'))
+  assert none > minimal > full, (none, minimal, full)
+
+
+def test_an_unknown_remat_policy_names_the_field_and_the_choices():
+  with pytest.raises(ValueError, match=r"^remat_policy='dots': expected one of 'none', 'full', "
+                                       r"'minimal'\.$"):
+    t5.config_for_size('tiny', remat_policy='dots')
 
 
 def test_dropout_is_active_only_when_enabled(params):

@@ -33,8 +33,24 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   dtype: Any = jnp.float32  # activations
   param_dtype: Any = jnp.float32  # weights
-  remat: bool = False  # recompute each layer's activations in the backward pass
+  remat_policy: str = 'none'  # what each layer saves for the backward pass: REMAT_POLICIES
   scan_layers: bool = False  # one scanned layer per stack; params gain a leading `layers` axis
+
+  def __post_init__(self):
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f'remat_policy={self.remat_policy!r}: expected one of '
+                       f'{", ".join(map(repr, REMAT_POLICIES))}.')
+
+
+# Per-layer rematerialisation (`remat_policy`, named as in T5X's scalable_t5): what each layer
+# keeps from its forward pass for its backward pass; the rest is recomputed there.
+REMAT_POLICIES: Dict[str, Any] = {
+    'none': None,  # no remat: every activation is kept
+    'full': jax.checkpoint_policies.nothing_saveable,  # only the layer's input
+    # The outputs of matmuls with the weights (projections, MLP); attention scores and
+    # everything elementwise are recomputed.
+    'minimal': jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
 
 
 # The one table of model shapes: the released T5 1.1 LM-adapted checkpoints
@@ -70,10 +86,11 @@ def _layer_stack(layer_cls, config: T5Config, num_layers: int, name: str, decode
   """Wraps a layer class with `nn.remat` / `nn.scan` as the config asks."""
   # Arguments after the carried `x`; the trailing flags (deterministic, decode) are static.
   num_args, num_flags = (6, 2) if decode_cache else (3, 1)
-  if config.remat:
+  if config.remat_policy != 'none':
     # remat counts `self` as argument 0 and `x` as argument 1.
     static = tuple(range(num_args + 2 - num_flags, num_args + 2))
-    layer_cls = nn.remat(layer_cls, static_argnums=static, prevent_cse=not config.scan_layers)
+    layer_cls = nn.remat(layer_cls, static_argnums=static, prevent_cse=not config.scan_layers,
+                         policy=REMAT_POLICIES[config.remat_policy])
   if not config.scan_layers:
     return [layer_cls(config, name=f'layers_{i}') for i in range(num_layers)]
   scanned = nn.scan(

@@ -72,7 +72,7 @@ class Plan:
   Attributes:
     topology: the slice.
     mesh_shape: (data, model).
-    remat, scan: the model's `remat` and `scan_layers`.
+    remat_policy, scan: the model's `remat_policy` and `scan_layers`.
     frozen_bytes: the frozen weights one device holds (their shards, by hand).
     trainable_bytes: the trainable parameters (the prompt) and their optimizer
       state one device holds.
@@ -84,7 +84,7 @@ class Plan:
   """
   topology: chips.Topology
   mesh_shape: Tuple[int, int]
-  remat: bool
+  remat_policy: str
   scan: bool
   frozen_bytes: int
   trainable_bytes: int
@@ -131,9 +131,10 @@ def shard_bytes(tree: Params) -> int:
   return sum(one(x) for x in jax.tree_util.tree_leaves(tree))
 
 
-def with_layers(model: EncoderDecoderModel, *, remat: bool, scan: bool) -> EncoderDecoderModel:
-  """The same model with T5Config's `remat` and `scan_layers` set (the gin options of the same name)."""
-  config = dataclasses.replace(model.module.config, remat=remat, scan_layers=scan)
+def with_layers(model: EncoderDecoderModel, *, remat_policy: str,
+                scan: bool) -> EncoderDecoderModel:
+  """The same model with T5Config's `remat_policy` and `scan_layers` (gin options of those names)."""
+  config = dataclasses.replace(model.module.config, remat_policy=remat_policy, scan_layers=scan)
   return dataclasses.replace(model, module=model.module.clone(config=config))
 
 
@@ -204,7 +205,7 @@ def plan(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransform
   """Compiles the configured train step (when `optimizer` is given) and decode step for `topology`.
 
   Args:
-    model: the model, with its remat and scan settings.
+    model: the model, with its remat policy and scan settings.
     optimizer: OPTIMIZER; None plans the decode step only (eval and infer).
     run_config: the run's settings; its partitioner gives the mesh unless `mesh_shape` does.
     dataset_config: the batch size and lengths (the data is not read).
@@ -226,7 +227,7 @@ def plan(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransform
   trainable, frozen = optim.split(params, layout.labels)
   config = model.module.config
   plan_so_far = Plan(topology=topology, mesh_shape=tuple(layout.mesh.devices.shape),
-                     remat=config.remat, scan=config.scan_layers,
+                     remat_policy=config.remat_policy, scan=config.scan_layers,
                      frozen_bytes=shard_bytes(frozen), trainable_bytes=shard_bytes(trainable))
   if plan_so_far.frozen_bytes > topology.device_memory:  # not worth compiling
     return dataclasses.replace(plan_so_far, refused=(
@@ -307,7 +308,7 @@ def smallest_model_axis(model: EncoderDecoderModel, run_config: run_setup.RunCon
 def first_fit(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransformation],
               run_config: run_setup.RunConfig, dataset_config: inputs.DatasetConfig,
               topology: chips.Topology, *, decode: bool = True) -> Plan:
-  """The first plan that fits, from `smallest_model_axis`'s mesh up, remat only where needed.
+  """The first plan that fits, from `smallest_model_axis`'s mesh up, full remat only where needed.
 
   Fewer compiles than `search` (one or two per size and slice where the first mesh
   fits); the last plan tried when none fits.
@@ -315,12 +316,17 @@ def first_fit(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTran
   meshes = list(candidate_meshes(topology.num_devices, dataset_config.batch_size))
   start = meshes.index(smallest_model_axis(model, run_config, dataset_config, topology))
   for mesh_shape in meshes[start:]:
-    for remat in (False, True):
-      result = plan(with_layers(model, remat=remat, scan=model.module.config.scan_layers),
+    for remat_policy in ('none', 'full'):
+      result = plan(with_layers(model, remat_policy=remat_policy,
+                                scan=model.module.config.scan_layers),
                     optimizer, run_config, dataset_config, topology, mesh_shape, decode=decode)
       if result.fits:
         return result
   return result
+
+
+# t5.REMAT_POLICIES from the least recomputation (and most memory) to the most.
+REMAT_ORDER = ('none', 'minimal', 'full')
 
 
 def search(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransformation],
@@ -330,16 +336,16 @@ def search(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransfo
   """Plans every mesh split x scan on/off, with remat only where it is needed; fastest first.
 
   A split whose frozen weights alone exceed a device's memory is not
-  compiled. Remat (recomputing each layer in the backward pass) is tried
-  only for a split that does not fit without it: where both fit, it is only
-  slower. Plans that fit come first, by roofline step time; the rest follow
+  compiled. Remat (recomputing in the backward pass) is tried only for a
+  split that does not fit without it, the policy that recomputes least
+  first (`REMAT_ORDER`): where both fit, more recomputation is only slower. Plans that fit come first, by roofline step time; the rest follow
   as they were tried.
   """
   plans = []
   for mesh_shape in candidate_meshes(topology.num_devices, dataset_config.batch_size):
     for scan in scans:
-      for remat in (False, True):
-        candidate = with_layers(model, remat=remat, scan=scan)
+      for remat_policy in REMAT_ORDER:
+        candidate = with_layers(model, remat_policy=remat_policy, scan=scan)
         result = plan(candidate, optimizer, run_config, dataset_config, topology, mesh_shape,
                       decode=decode)
         plans.append(result)

@@ -22,7 +22,7 @@ def seconds(value: Optional[float]) -> str:
 
 
 def layers(plan: aot.Plan) -> str:
-  return f'scan {"on" if plan.scan else "off"}, remat {"on" if plan.remat else "off"}'
+  return f'scan {"on" if plan.scan else "off"}, remat {plan.remat_policy}'
 
 
 def mesh(plan: aot.Plan) -> str:
@@ -38,8 +38,8 @@ def why_not(plan: aot.Plan) -> str:
   fixes = ['--search (every data x model split, with remat and scan)']
   if plan.mesh_shape[1] < topology.num_devices:
     fixes.append('a larger model axis (--mesh=DATAxMODEL)')
-  if not plan.remat:
-    fixes.append('remat (--gin.t5.config_for_size.remat=True)')
+  if plan.remat_policy != 'full':
+    fixes.append("remat (--gin.REMAT_POLICY=\"'full'\")")
   fixes.append('a smaller BATCH_SIZE, or a larger slice')
   return (f'does not fit on {topology.name} (mesh {mesh(plan)}, {layers(plan)}): {reason}; '
           f'try {"; ".join(fixes)}.')
