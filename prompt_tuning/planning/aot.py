@@ -133,7 +133,7 @@ def shard_bytes(tree: Params) -> int:
 
 def with_layers(model: EncoderDecoderModel, *, remat_policy: str,
                 scan: bool) -> EncoderDecoderModel:
-  """The same model with T5Config's `remat_policy` and `scan_layers` (gin options of those names)."""
+  """The same model with T5Config's `remat_policy` and `scan_layers` (the gin options)."""
   config = dataclasses.replace(model.module.config, remat_policy=remat_policy, scan_layers=scan)
   return dataclasses.replace(model, module=model.module.clone(config=config))
 
