@@ -32,8 +32,9 @@ fi
 
 run mkdir -p "$LOG_DIR"
 pids=()
-# Background jobs of a script ignore Ctrl-C: pass it on, and reap them.
-trap 'kill "${pids[@]}" 2>/dev/null; wait; exit 130' INT TERM
+# Background jobs of a script ignore Ctrl-C: pass it on, and reap them. Every job of this
+# shell, not only those in pids: one started just before the signal may not be listed yet.
+trap 'kill $(jobs -p) 2>/dev/null; wait; exit 130' INT TERM
 for ((i = 0; i < NUM_PROCESSES; i++)); do
   training_command --multiprocess \
     --coordinator_address="127.0.0.1:$COORDINATOR_PORT" \
