@@ -10,6 +10,7 @@ share nearest tokens (see `interpretability`). Flags:
   --embeddings=PATH    the frozen model's checkpoint (only `token_embedder/embedding` is read),
                        or a `[V, H]` `.npy`
   --vocabulary=PATH    the SentencePiece model (default: the tasks' vocabulary, T5's)
+  --extra_ids=100      with --vocabulary: seqio's sentinel ids after its pieces (the demo's: 0)
   --k=5                nearest tokens per prompt vector
   --class_labels=False,True   report where these labels' tokens appear
   --output_dir=DIR     also write TensorBoard projector files and summary.txt there
@@ -37,6 +38,8 @@ flags.DEFINE_string('embeddings', None, 'The frozen model: its checkpoint folder
                     'token_embedder/embedding is read) or a [V, H] .npy table.')
 flags.DEFINE_string('vocabulary', None, 'SentencePiece model file (default: $PROMPT_TUNING_VOCAB, '
                     'else T5\'s cc_all.32000, as the tasks use).')
+flags.DEFINE_integer('extra_ids', 100, "With --vocabulary: seqio's sentinel ids after its pieces "
+                     "(T5's: 100; the offline demo's: 0).")
 flags.DEFINE_integer('k', 5, 'Nearest tokens per prompt vector.')
 flags.DEFINE_list('class_labels', None, 'Class labels, e.g. False,True: which prompt vectors '
                   'have one of their tokens among their nearest.')
@@ -130,11 +133,12 @@ def report(ids: np.ndarray, sims: np.ndarray, strings: Sequence[str],
 
 
 def _vocabulary():
-  """--vocabulary, else the tasks' own (`data.vocab`: $PROMPT_TUNING_VOCAB, else T5's)."""
+  """--vocabulary with --extra_ids, else the tasks' own (`data.vocab`: T5's unless configured)."""
+  import seqio  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import vocab  # pylint: disable=g-import-not-at-top
   if FLAGS.vocabulary:
     _check_exists(FLAGS.vocabulary, '--vocabulary')
-    vocab.set_vocabulary_path(FLAGS.vocabulary)
+    return seqio.SentencePieceVocabulary(FLAGS.vocabulary, extra_ids=FLAGS.extra_ids)
   return vocab.get_vocabulary()
 
 

@@ -129,3 +129,15 @@ def test_bad_input_is_one_error_line_naming_the_flag_and_file(case, fixtures_dir
   for word in words:
     assert word in line
   assert not captured.out and not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('extra_ids', [100, 0])
+def test_ids_past_the_pieces_are_sentinels_only_for_a_vocabulary_that_has_them(
+    extra_ids, fixtures_dir, parsed_flags):
+  spm = fixtures_dir / 't5_vocab' / 'sentencepiece.model'
+  with flagsaver.flagsaver(vocabulary=str(spm), extra_ids=extra_ids):
+    strings = inspect_cli.token_strings(inspect_cli._vocabulary(), 32128)  # pylint: disable=protected-access
+  pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+  assert strings[:32000] == [pieces.id_to_piece(i) for i in range(32000)]
+  sentinels = [f'<extra_id_{99 - i}>' for i in range(extra_ids)]
+  assert strings[32000:] == sentinels + [f'<row {i}>' for i in range(32000 + extra_ids, 32128)]
