@@ -178,6 +178,7 @@ def plan_commands(tmp_path_factory):
   """{name: completed process} of the module's `python -m prompt_tuning.plan` commands.
 
   One child runs them one after another (`h.start_serving`), each with fresh flags and gin.
+  The CPU plan goes first: it sets the number of CPU devices, which JAX reads once.
   """
   commands = {'cpu_mesh': _plan_command('--topology=cpu-2', '--mesh=1x2', '--decode=false')}
   if HAS_LIBTPU:

@@ -446,9 +446,12 @@ def test_local_gpus_pass_ctrl_c_on_to_every_process(fakes):
   logs = [fakes.parent / 'logs' / f'train.{i}.log' for i in range(2)]
   env = {'PATH': f'{fakes}:{os.environ["PATH"]}', 'HANG': '1',
          'GIN_FILES': 'a.gin', 'MODEL_DIR': '/tmp/m'}
+  # As from a terminal: a shell that starts with SIGINT ignored (inherited from whatever
+  # started this test process) can never trap it, so the launcher starts with the default.
   launcher = subprocess.Popen(
       [str(SCRIPTS_DIR / 'launch_local_gpus.sh'), '--num_processes=2'], env=env,
-      cwd=fakes.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      cwd=fakes.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     deadline = time.monotonic() + 10
     while not all(p.exists() and len(p.read_text().splitlines()) == 2 for p in logs):
@@ -456,7 +459,12 @@ def test_local_gpus_pass_ctrl_c_on_to_every_process(fakes):
       time.sleep(0.05)
     pids = [int(p.read_text().splitlines()[1]) for p in logs]
     launcher.send_signal(signal.SIGINT)
-    assert launcher.wait(timeout=10) == 130
+    try:
+      assert launcher.wait(timeout=10) == 130
+    except subprocess.TimeoutExpired:
+      status = pathlib.Path(f'/proc/{launcher.pid}/status').read_text()
+      pytest.fail('the launcher is still running 10 s after Ctrl-C; its signal masks: '
+                  + ' '.join(l for l in status.splitlines() if l.startswith('Sig')))
   finally:
     launcher.kill()
   time.sleep(0.2)
