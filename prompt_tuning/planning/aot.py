@@ -338,7 +338,8 @@ def search(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransfo
   A split whose frozen weights alone exceed a device's memory is not
   compiled. Remat (recomputing in the backward pass) is tried only for a
   split that does not fit without it, the policy that recomputes least
-  first (`REMAT_ORDER`): where both fit, more recomputation is only slower. Plans that fit come first, by roofline step time; the rest follow
+  first (`REMAT_ORDER`): where both fit, more recomputation is only slower.
+  Plans that fit come first, by roofline step time; the rest follow
   as they were tried.
   """
   plans = []
