@@ -209,11 +209,12 @@ class Child:
 
 
 def start(command: Sequence[str], devices: int = 1, extra_paths: Sequence[str] = (),
-          cwd: os.PathLike = REPO_ROOT) -> Child:
-  """Starts a child process (by default in the repository root)."""
+          cwd: os.PathLike = REPO_ROOT, env: Optional[Mapping[str, str]] = None) -> Child:
+  """Starts a child process (by default in the repository root, in `subprocess_env`)."""
   stdout, stderr = tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+')
-  process = subprocess.Popen(list(command), cwd=cwd, env=subprocess_env(devices, extra_paths),
-                             text=True, stdout=stdout, stderr=stderr)
+  env = subprocess_env(devices, extra_paths) if env is None else dict(env)
+  process = subprocess.Popen(list(command), cwd=cwd, env=env, text=True, stdout=stdout,
+                             stderr=stderr)
   return Child(process, stdout, stderr)
 
 
@@ -333,8 +334,12 @@ _SERVE = 'import sys, runtime_helpers; runtime_helpers.serve_cli_commands(*sys.a
 
 def start_serving(commands_by_name: Mapping[str, Sequence[str]], folder: os.PathLike,
                   devices: int = 1, extra_paths: Sequence[str] = (),
-                  cwd: os.PathLike = REPO_ROOT) -> Callable[..., Dict[str, subprocess.CompletedProcess]]:
+                  cwd: os.PathLike = REPO_ROOT, env: Optional[Mapping[str, str]] = None
+                  ) -> Callable[..., Dict[str, subprocess.CompletedProcess]]:
   """Starts one child that runs the command lines one after another (`serve_cli_commands`).
+
+  `env`, when given, is the child's whole environment instead of `subprocess_env`'s (this
+  folder must be on its PYTHONPATH).
 
   Returns what waits for it (`timeout` in seconds) and gives each command's
   result by name; a command that never finished has the child's own stderr and
@@ -345,7 +350,7 @@ def start_serving(commands_by_name: Mapping[str, Sequence[str]], folder: os.Path
   requests.write_text(json.dumps([{'name': name, 'command': list(command)}
                                   for name, command in commands_by_name.items()]))
   child = start([sys.executable, '-c', _SERVE, str(requests), str(results)], devices=devices,
-                extra_paths=extra_paths, cwd=cwd)
+                extra_paths=extra_paths, cwd=cwd, env=env)
 
   def finish_serving(timeout: float = 300) -> Dict[str, subprocess.CompletedProcess]:
     server = finish(child, timeout=timeout)

@@ -3,15 +3,20 @@
 Commands that read `gs://` or the Hugging Face hub run with `--dry_run` (the CLI parses and
 checks the whole gin config, then stops); the TPU scripts run under `DRY_RUN=1` as written.
 The offline demo, its evaluation and inference, the Python snippet and TensorBoard run for real.
+The `python` commands run one after another in one child process, in a user's environment
+(`runtime_helpers.start_serving`: fresh flags and gin config for each).
 """
 
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 
 import pytest
+
+import runtime_helpers as h
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / 'README.md').read_text()
@@ -45,22 +50,53 @@ def needs_cloud(command):
   return 'prompt_tuning.' in command and not is_demo(command) and command.startswith('python -m')
 
 
-def run(command, env, timeout, cwd=REPO_ROOT):
-  result = subprocess.run(['bash', '-c', command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-  assert result.returncode == 0, f'{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+def checked(result: subprocess.CompletedProcess) -> str:
+  """The output of a README command that must succeed on this host as it is."""
+  assert result.returncode == 0, f'{result.args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
   # libtpu (in the test extra) must not start on this TPU-less host (prompt_tuning/host.py).
   assert not re.search(r'libtpu|TPU_ACCELERATOR_TYPE|TPU_WORKER_HOSTNAMES', result.stderr), (
       result.stderr[-3000:])
   return result.stdout
 
 
+def run(command, env, timeout, cwd=REPO_ROOT):
+  return checked(subprocess.run(['bash', '-c', command], cwd=cwd, env=env, capture_output=True,
+                                text=True, timeout=timeout))
+
+
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  cache = tmp_path_factory.mktemp('cache')
+def env(demo_cache):
   env = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}  # as a user's shell has it
-  return {**env, 'PROMPT_TUNING_CACHE': str(cache), 'TF_CPP_MIN_LOG_LEVEL': '2',
+  # The demo's frozen model, made once per session, is found in the cache as on a second run.
+  return {**env, 'PROMPT_TUNING_CACHE': str(demo_cache), 'TF_CPP_MIN_LOG_LEVEL': '2',
           'PATH': f'{pathlib.Path(sys.executable).parent}:{os.environ["PATH"]}'}
+
+
+def python_command(line: str, demo_dir: pathlib.Path):
+  """A README `python -m ...` / `python -c "..."` line as this interpreter's arguments."""
+  python, *words = shlex.split(line.replace(DEMO_DIR, str(demo_dir)))
+  assert python == 'python', line
+  return [sys.executable, *words]
+
+
+@pytest.fixture(scope='module')
+def served(env, tmp_path_factory):
+  """{README line: completed process} of every `python` command of the README but the set-up.
+
+  Cloud commands get `--dry_run`; the demo's write under a temporary folder. The snippet is
+  left out when ../shared/fixtures, which it reads, is not beside the repository.
+  """
+  folder = tmp_path_factory.mktemp('readme')
+  lines = [c for c in COMMANDS if needs_cloud(c) or is_demo(c)]
+  if (REPO_ROOT.parent / 'shared' / 'fixtures').is_dir():
+    lines += [c for c in COMMANDS if c.startswith('python -c ')]
+  commands = {line: python_command(line + (' --dry_run' if needs_cloud(line) else ''),
+                                   folder / 'demo') for line in lines}
+  # The helper that serves them is imported from tests/; nothing else changes for the commands.
+  env = {**env, 'PYTHONPATH': os.pathsep.join(p for p in (str(h.TESTS_DIR),
+                                                          env.get('PYTHONPATH')) if p)}
+  results = h.start_serving(commands, folder, env=env)(timeout=900)
+  return {line: results[line] for line in lines}, folder / 'demo'
 
 
 def test_the_setup_commands_are_the_two_that_ci_runs():
@@ -78,9 +114,8 @@ def test_every_readme_command_is_covered_here():
 
 
 @pytest.mark.parametrize('command', [c for c in COMMANDS if needs_cloud(c)])
-def test_cloud_commands_parse_and_check_their_config_in_a_dry_run(command, env):
-  out = run(command + ' --dry_run', env, timeout=120)
-  assert 'MODEL_DIR' in out
+def test_cloud_commands_parse_and_check_their_config_in_a_dry_run(command, served):
+  assert 'MODEL_DIR' in checked(served[0][command])
 
 
 @pytest.mark.parametrize('command', [c for c in COMMANDS if c.startswith('DRY_RUN=1 ')])
@@ -89,11 +124,11 @@ def test_tpu_script_commands_print_their_gcloud_or_python_commands(command, env)
   assert 'gcloud' in out or 'prompt_tuning.train' in out
 
 
-def test_the_python_snippet_prints_logits_of_the_tiny_t5x_checkpoint(fixtures_dir, env):
+def test_the_python_snippet_prints_logits_of_the_tiny_t5x_checkpoint(served):
   (snippet,) = [c for c in COMMANDS if c.startswith('python -c ')]
-  if not (REPO_ROOT.parent / 'shared' / 'fixtures').is_dir():
+  if snippet not in served[0]:
     pytest.skip('the snippet reads ../shared/fixtures, which is not beside the repository')
-  out = run(snippet, env, timeout=120)
+  out = checked(served[0][snippet])
   assert re.search(r'\[\[\[.*-?\d+\.\d+', out, flags=re.DOTALL), out
 
 
@@ -109,12 +144,11 @@ DEMO_STEP_LINE = re.compile(r'step (\d+)/(\d+)  loss ([\d.]+)  accuracy ([\d.]+)
 DEMO_FINAL_LINE = re.compile(r'final eval demo_sentiment: accuracy ([\d.]+)$')
 
 
-def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, tmp_path, demo_cache):
-  env = {**env, 'PROMPT_TUNING_CACHE': str(demo_cache)}  # its frozen model, made once per session
-  demo = [c.replace(DEMO_DIR, str(tmp_path / 'demo')) for c in COMMANDS if is_demo(c)]
-  train, evaluate, infer = demo
+def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, served):
+  results, demo_dir = served
+  train, evaluate, infer = [c for c in COMMANDS if is_demo(c)]
   assert 'prompt_tuning.train' in train and 'prompt_tuning.eval' in evaluate
-  trained = run(train, env, timeout=600)
+  trained = checked(results[train])
   printed = trained.splitlines()
   finals = [m for m in map(DEMO_FINAL_LINE.match, printed) if m]
   assert finals, trained[-2000:]
@@ -129,15 +163,12 @@ def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, tmp_
   assert (step.group(1, 2, 4) == shown_step.group(1, 2, 4)
           and abs(float(step.group(3)) - float(shown_step.group(3))) < 0.01), (
               f'the run printed {step.group(0)!r}, the README shows {shown_step.group(0)!r}')
-  prompt = (tmp_path / 'demo' / 'numpy_checkpoints' / 'checkpoint_300' /
-            'encoder.prompt.prompt.prompt.npy')
+  prompt = demo_dir / 'numpy_checkpoints' / 'checkpoint_300' / 'encoder.prompt.prompt.prompt.npy'
   assert prompt.exists()
-  evaluated = re.search(r'demo_sentiment: accuracy ([\d.]+)', run(evaluate, env, timeout=300))
+  evaluated = re.search(r'demo_sentiment: accuracy ([\d.]+)', checked(results[evaluate]))
   assert evaluated and evaluated.group(1) == final.group(1)
-  predicted = run(infer, env, timeout=300)
-  assert 'wrote 200 predictions' in predicted
+  assert 'wrote 200 predictions' in checked(results[infer])
   (tensorboard,) = [c for c in COMMANDS if c.startswith('tensorboard ')]
-  inspected = run(tensorboard.replace(DEMO_DIR, str(tmp_path / 'demo')) + ' --inspect', env,
-                  timeout=120)
+  inspected = run(tensorboard.replace(DEMO_DIR, str(demo_dir)) + ' --inspect', env, timeout=120)
   for tag in ('loss', 'accuracy', 'learning_rate', 'timing/steps_per_second'):
     assert tag in inspected

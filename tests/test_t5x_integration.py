@@ -168,21 +168,34 @@ def project_macros(model_dir, prompt_file, **overrides):
 
 
 @pytest.fixture(scope='module')
-def project_train(workdir):
-  """`python -m prompt_tuning.train` on the same data, start prompt and optimizer settings.
+def mesh_runs(workdir):
+  """{name: completed process} of the module's two runs on a 2x2 mesh of simulated devices.
 
-  On a 2x2 mesh of simulated devices (data x model), which gives the losses of one device;
-  the validation split is decoded at the end.
+  `python -m t5x.train` (with gin/t5x/partitioning/model_parallel.gin) and
+  `python -m prompt_tuning.train`, one after another in one child
+  (`h.start_serving`), on the same data, start prompt and optimizer settings.
   """
-  model_dir = workdir / 'project_run'
-  macros = project_macros(model_dir, workdir / 'start.npy', TRAIN_STEPS=str(STEPS),
+  macros = project_macros(workdir / 'project_run', workdir / 'start.npy', TRAIN_STEPS=str(STEPS),
                           LEARNING_RATE='0.3', SHUFFLE_TRAIN_EXAMPLES='False', LOG_EVERY='1',
                           EVAL_PERIOD='0', SAVING_PERIOD=str(STEPS), MODEL_PARALLEL_PARTITIONS='2')
   gin_files = (h.MODEL_GIN[0], 'gin/prompts/from_file.gin', *h.TRAIN_GIN[1:],
                'gin/partitioning/model_parallel.gin')
-  result = h.finish(h.start(h.cli_command('train', gin_files, macros), devices=4), timeout=400)
-  assert result.returncode == 0, result.stderr[-4000:]
-  return model_dir
+  commands = {  # T5X's first: see the end of `t5x_runs`
+      't5x': t5x_train_command(workdir, 't5x_mesh', 'gin/t5x/partitioning/model_parallel.gin',
+                               MODEL_PARALLEL_PARTITIONS='2'),
+      'project': h.cli_command('train', gin_files, macros),
+  }
+  folder = workdir / 'mesh_runs'
+  folder.mkdir()
+  return h.start_serving(commands, folder, devices=4, extra_paths=VENDOR_PATHS)(timeout=600)
+
+
+@pytest.fixture(scope='module')
+def project_train(workdir, mesh_runs):
+  """The project's run on the 2x2 mesh (which gives the losses of one device); the validation
+  split is decoded at the end."""
+  succeeded(mesh_runs, 'project')
+  return workdir / 'project_run'
 
 
 def project_prompt(project_train):
@@ -191,13 +204,14 @@ def project_prompt(project_train):
 
 @pytest.fixture(scope='module')
 def t5x_runs(workdir, project_train):
-  """{name: completed process} of every one-device T5X command of the module.
+  """{name: completed process} of every one-device command of the module.
 
   They run one after another in one child process (`h.start_serving`), as
   `python -m t5x.<script>` / `python -c` would: T5X's own flags, gin config
   and `__main__` code anew for each.
   """
   trained = workdir / 't5x_run' / f'checkpoint_{STEPS}'
+  exported = workdir / 't5x_run' / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
   commands = {
       'checks': [sys.executable, '-c', CHECKS, str(FROZEN), json.dumps(MODEL_FIELDS)],
       # Stopped after step 2, then resumed in the same MODEL_DIR up to step 3.
@@ -222,10 +236,14 @@ def t5x_runs(workdir, project_train):
           workdir, 't5x_eval_scanned', 'gin/t5x/runs/prompt_file_eval.gin',
           CHECKPOINT_PATH=repr(str(FROZEN)), PROMPT_FILE=repr(str(project_prompt(project_train))),
           **{'t5.config_for_size.scan_layers': 'True'}),
-      # Last: its gin configurables, registered under the names its stacks import, would
-      # stay beside those of the scripts run after it.
+      # After T5X's scripts: its gin configurables, registered under the names its stacks
+      # import, would stay beside theirs.
       'parse': [sys.executable, '-c', PARSE, str(h.REPO_ROOT), str(VENDOR / 't5x'),
                 *gin_stacks()],
+      # After every T5X script: the project's CLI defines absl flags of the names T5X's scripts
+      # define in their `__main__` code (--gin_file, ...), in a module that stays imported.
+      'project_eval': h.cli_command('eval', h.PROMPT_FILE_EVAL_GIN,
+                                    project_macros(workdir / 'project_eval', exported)),
   }
   return h.start_serving(commands, workdir, extra_paths=VENDOR_PATHS)(timeout=1200)
 
@@ -279,11 +297,8 @@ def test_t5x_train_losses_equal_the_project_runtime_losses(t5x_train, project_tr
   np.testing.assert_allclose(losses(t5x_train), losses(project_train), rtol=1e-5)
 
 
-def test_t5x_train_on_a_2x2_mesh_gives_the_same_losses(workdir, project_train):
-  result = h.finish(h.start(t5x_train_command(
-      workdir, 't5x_mesh', 'gin/t5x/partitioning/model_parallel.gin',
-      MODEL_PARALLEL_PARTITIONS='2'), devices=4, extra_paths=VENDOR_PATHS), timeout=400)
-  assert result.returncode == 0, result.stderr[-4000:]
+def test_t5x_train_on_a_2x2_mesh_gives_the_same_losses(workdir, mesh_runs, project_train):
+  succeeded(mesh_runs, 't5x')
   np.testing.assert_allclose(losses(workdir / 't5x_mesh'), losses(project_train), rtol=1e-5)
 
 
@@ -531,10 +546,7 @@ def t5x_predictions(workdir, t5x_runs, name, step):
 def test_t5x_eval_and_the_project_eval_agree_on_a_t5x_trained_prompt(t5x_train, t5x_runs,
                                                                       workdir):
   by_t5x = t5x_predictions(workdir, t5x_runs, 't5x_eval', STEPS)
-  exported = t5x_train / 'numpy_checkpoints' / f'checkpoint_{STEPS}' / PROMPT_FILE_NAME
-  macros = project_macros(workdir / 'project_eval', exported)
-  result = h.finish(h.start(h.cli_command('eval', h.PROMPT_FILE_EVAL_GIN, macros)), timeout=400)
-  assert result.returncode == 0, result.stderr[-4000:]
+  succeeded(t5x_runs, 'project_eval')
   ours = predictions(workdir / 'project_eval' / 'inference_eval' / 'toy_parity-000000.jsonl')
   assert len(by_t5x) == 32 and by_t5x == ours
 
