@@ -20,7 +20,7 @@ from prompt_tuning import storage
 from prompt_tuning.errors import UserError
 from prompt_tuning.models import t5
 from prompt_tuning.runtime import (checkpointing, evaluation, inference, inputs, run_setup,
-                                   train_loop)
+                                   serving, train_loop)
 from prompt_tuning.runtime.model import EncoderDecoderModel
 
 TRAIN_MACROS = ('MODEL_DIR', 'MIXTURE_OR_TASK_NAME', 'TASK_FEATURE_LENGTHS', 'TRAIN_STEPS',
@@ -224,15 +224,29 @@ def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, o
 @gin.configurable('infer', module='infer_script')
 def infer(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, model_dir: str,
           run_cfg: run_setup.RunConfig = run_setup.RunConfig(), output_file: Optional[str] = None,
-          input_file: Optional[str] = None, checkpoint_path: Optional[str] = None) -> int:
+          input_file: Optional[str] = None, checkpoint_path: Optional[str] = None,
+          prompt_files: Optional[Mapping[str, str]] = None) -> int:
   """Predicts every example of `dataset_cfg`'s split, or every line of `input_file`.
 
+  With `prompt_files` (a bank of task prompts, gin/prompts/from_files.gin), `input_file`
+  is JSONL, {"task": <a name of prompt_files>, "inputs": <text>} per line, tasks mixed.
   Writes `output_file`, by default MODEL_DIR/inference/predictions.jsonl.
   """
   _check_vocabulary_reachable(model)
   output_file = output_file or os.path.join(model_dir, 'inference', 'predictions.jsonl')
-  count = inference.infer(model=model, dataset_config=dataset_cfg, output_file=output_file,
-                          run_config=run_cfg, checkpoint_path=checkpoint_path,
-                          input_file=input_file)
+  if prompt_files is not None:
+    if not input_file:
+      raise SettingError('INPUT_FILE=None: a bank of prompts (PROMPT_FILES) serves the '
+                         'requests of a JSONL INPUT_FILE, {"task": ..., "inputs": ...} per line')
+    inputs.check_vocabulary(dataset_cfg, model.vocabulary)  # the task's, as for a split
+    count = serving.serve_file(input_file=input_file, output_file=output_file,
+                               prompt_names=list(prompt_files), model=model,
+                               task_feature_lengths=dataset_cfg.task_feature_lengths,
+                               batch_size=dataset_cfg.batch_size, run_config=run_cfg,
+                               checkpoint_path=checkpoint_path)
+  else:
+    count = inference.infer(model=model, dataset_config=dataset_cfg, output_file=output_file,
+                            run_config=run_cfg, checkpoint_path=checkpoint_path,
+                            input_file=input_file)
   print(f'wrote {count} predictions to {output_file}')
   return count

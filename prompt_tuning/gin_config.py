@@ -46,6 +46,7 @@ def _register() -> None:
       (prompts.class_labels, prompts), (prompts.from_string, prompts),
       (prompts.from_array, prompts),
       (checkpoints.read_embedding, checkpoints), (checkpoints.read_prompt, checkpoints),
+      (checkpoints.read_prompt_bank, checkpoints), (checkpoints.prompt_bank_size, checkpoints),
       (decoding.DecodingMethod, decoding),
       (optimizer.adafactor, optimizer), (optimizer.warmup_then_decay, optimizer),
       (checkpointing.CheckpointConfig, checkpointing), (evaluation.EvalConfig, evaluation),

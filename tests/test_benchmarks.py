@@ -1,5 +1,6 @@
-"""The train-step benchmark runs end to end on a tiny model, and its FLOP formula is exact."""
+"""The benchmarks run end to end on tiny models; the train step's FLOP formula is exact."""
 
+import importlib.util
 import json
 import math
 import os
@@ -68,3 +69,28 @@ def test_more_cores_than_allowed_is_a_one_line_error():
   assert done.returncode != 0
   assert done.stderr.strip().splitlines() == [
       f'--threads=4096, but this process may use only {len(os.sched_getaffinity(0))} cores.']
+
+
+def load_benchmark(name):
+  """A script of benchmarks/ as a module, to run its `main` in this process."""
+  spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_mixed_task_serving_times_both_ways_of_batching_the_same_requests(capsys):
+  serving = load_benchmark('mixed_task_serving')
+  flags = ['--config=tiny', '--tasks=3', '--requests=10', '--batch_size=4', '--inputs_length=8',
+           '--prompt_length=2', '--targets_length=2', '--rounds=2']
+  results = serving.main(flags)
+  assert 'speed-up (mixed / one task at a time)' in capsys.readouterr().out
+  # Batches of 4 mixing the tasks, against each task's requests in batches of their own.
+  requests = serving.make_requests(serving.parse_args(flags))
+  per_task = [sum(r['task'] == f'task_{k}' for r in requests) for k in range(3)]
+  assert results['mixed']['batches'] == 3
+  assert results['one_task_at_a_time']['batches'] == sum(-(-n // 4) for n in per_task) > 3
+  for way in ('mixed', 'one_task_at_a_time'):
+    assert len(results[way]['seconds']) == 2
+    assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
+  assert math.isfinite(results['speed_up']) and results['speed_up'] > 0

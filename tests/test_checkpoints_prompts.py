@@ -109,3 +109,23 @@ def test_empty_npz_text_and_truncated_prompt_files_name_the_file(tmp_path):
   (tmp_path / 'truncated.npy').write_bytes(open(whole, 'rb').read()[:-10])
   _one_line_error(lambda: checkpoints.read_prompt(str(tmp_path / 'truncated.npy')),
                   'not a .npy file')
+
+
+def test_a_bank_stacks_its_files_in_the_order_of_their_names(tmp_path):
+  prompts = {name: np.random.default_rng(seed).normal(size=(3, 8)) for seed, name in
+             enumerate(['rte', 'boolq', 'cb'])}  # float64 files, read as float32
+  paths = {}
+  for name, prompt in prompts.items():
+    paths[name] = str(tmp_path / f'{name}.npy')
+    np.save(paths[name], prompt)
+  bank = checkpoints.read_prompt_bank(paths)
+  assert bank.dtype == np.float32 and checkpoints.prompt_bank_size(paths) == 3
+  np.testing.assert_array_equal(bank, np.stack(list(prompts.values())).astype(np.float32))
+
+
+def test_a_bank_of_no_files_or_of_a_bank_file_is_one_line(tmp_path):
+  _one_line_error(lambda: checkpoints.read_prompt_bank({}), r'^PROMPT_FILES=\{\}: must be a non-empty')
+  _one_line_error(lambda: checkpoints.prompt_bank_size(['a.npy']), r'^PROMPT_FILES=\[.*dict')
+  np.save(tmp_path / 'bank.npy', np.zeros((2, 3, 8)))
+  _one_line_error(lambda: checkpoints.read_prompt_bank({'a': str(tmp_path / 'bank.npy')}),
+                  r"^PROMPT_FILES\['a'\] .*bank.npy has shape \(2, 3, 8\); expected one prompt")

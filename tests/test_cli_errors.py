@@ -60,6 +60,8 @@ SIZE_GIN = h.MODEL_GIN[1]
 FROM_FILE = 'gin/prompts/from_file.gin'
 TRAIN_FROM_FILE_GIN = (h.MODEL_GIN[0], FROM_FILE, SIZE_GIN, 'gin/runs/prompt_finetune.gin')
 INFER_FROM_FILE_GIN = (h.MODEL_GIN[0], FROM_FILE, SIZE_GIN, 'gin/runs/prompt_infer.gin')
+INFER_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', SIZE_GIN,
+                  'gin/runs/prompt_infer.gin')
 SAMPLED_VOCAB_TRAIN_GIN = (h.MODEL_GIN[0], 'gin/prompts/sampled_vocab.gin', SIZE_GIN,
                            'gin/runs/prompt_finetune.gin')
 TINY_T5X_CHECKPOINT = 't5x_t5_1_1_tiny/checkpoint_3'
@@ -124,6 +126,13 @@ def _bytes(name: str, data: bytes) -> Callable[[pathlib.Path], None]:
   return setup
 
 
+def _files(*setups: Callable[[pathlib.Path], None]) -> Callable[[pathlib.Path], None]:
+  def setup(folder: pathlib.Path) -> None:
+    for one in setups:
+      one(folder)
+  return setup
+
+
 def _boolq_with_a_bad_byte(folder: pathlib.Path) -> None:
   """The BoolQ release files, with a byte that is not UTF-8 on line 2 of val.jsonl."""
   shutil.copytree(h.TESTS_DIR / 'testdata' / 'super_glue' / 'BoolQ', folder / 'data' / 'BoolQ')
@@ -138,6 +147,9 @@ def _prompt(dtype=np.float32) -> np.ndarray:
 
 
 NON_FINITE_AT = [(1, 3), (2, 0)]
+# A bank of two prompts, 'a' and 'b', serving the requests of {dir}/requests.jsonl.
+BANK_OF_TWO = {'PROMPT_FILES': "{'a': '{dir}/a.npy', 'b': '{dir}/b.npy'}",
+               'INPUT_FILE': "'{dir}/requests.jsonl'"}
 NAN_PROMPT = _prompt()
 NAN_PROMPT[NON_FINITE_AT[0]] = np.nan
 NAN_PROMPT[NON_FINITE_AT[1]] = np.inf
@@ -242,6 +254,15 @@ CASES = [
          {'INPUT_FILE': "'{dir}/inputs.txt'"}, earlier_run=True),
     Case('infer_input_file_not_utf8', 'infer', ['{dir}/inputs.txt:2', 'UTF-8'],
          {'INPUT_FILE': "'{dir}/inputs.txt'"}, setup=_bytes('inputs.txt', b'good\nb\xffd\n')),
+    Case('infer_request_of_an_unknown_task', 'infer',
+         ['{dir}/requests.jsonl:2', "task 'c'", "('a', 'b')"], BANK_OF_TWO, INFER_BANK_GIN,
+         setup=_files(_npy('a.npy', _prompt()), _npy('b.npy', _prompt()), _bytes(
+             'requests.jsonl', b'{"task": "a", "inputs": "x"}\n{"task": "c", "inputs": "y"}\n'))),
+    Case('prompt_files_of_two_shapes', 'infer',
+         ["PROMPT_FILES['b']", '{dir}/b.npy', f'(3, {PROMPT_SHAPE[1]})', str(PROMPT_SHAPE)],
+         BANK_OF_TWO, INFER_BANK_GIN,
+         setup=_files(_npy('a.npy', _prompt()), _npy('b.npy', _prompt()[:3]), _bytes(
+             'requests.jsonl', b'{"task": "a", "inputs": "x"}\n'))),
     Case('jsonl_data_file_not_utf8', 'eval', ['{dir}/data/BoolQ/val.jsonl:2', 'UTF-8'],
          BOOLQ_FROM_FILES, setup=_boolq_with_a_bad_byte, needs_fixtures=True),
     Case('checkpoint_path_not_a_checkpoint', 'eval', ['CHECKPOINT_PATH', '{dir}/model'],

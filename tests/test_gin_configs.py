@@ -42,7 +42,8 @@ RUN_MACROS = {'MODEL_DIR': "'/tmp/unused'",
               'MIXTURE_OR_TASK_NAME': "'taskless_super_glue_rte_v102'",
               'TASK_FEATURE_LENGTHS': "{'inputs': 8, 'targets': 4}", 'TRAIN_STEPS': '1',
               'INITIAL_CHECKPOINT_PATH': 'None'}
-PROMPT_MACROS = {'CLASS_LABELS': "['yes']", 'PROMPT_STRING': "'yes'", 'PROMPT_FILE': "'unused.npy'"}
+PROMPT_MACROS = {'CLASS_LABELS': "['yes']", 'PROMPT_STRING': "'yes'", 'PROMPT_FILE': "'unused.npy'",
+                 'PROMPT_FILES': "{'a': 'unused.npy'}"}
 # Offline stand-ins for the released vocabulary and embedding table.
 EMBEDDING_SHAPE = (300, t5.SIZES['tiny']['emb_dim'])  # ByteVocabulary ids stay below 259.
 OFFLINE_MACROS = {'MODEL_DIR': "'/tmp/unused'", 'VOCABULARY': '@seqio.ByteVocabulary()'}

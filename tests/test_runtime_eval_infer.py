@@ -2,8 +2,11 @@
 
 The prompt comes from the run's checkpoint (CHECKPOINT_PATH) or from its `.npy`
 export (PROMPT_FILE); both must give the metrics the run itself logged.
-Inference on raw text uses a byte-vocabulary toy task and a random prompt.
+Inference on raw text uses a byte-vocabulary toy task and a random prompt; serving
+mixed tasks, a bank of two random prompts, each also served alone.
 """
+
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +14,41 @@ import pytest
 import runtime_helpers as h
 
 RAW_INPUTS = ['hello', 'soft prompts', 'a frozen model']
+# Per task, its inputs; the mixed requests interleave them, and batches of 4 mix the tasks.
+TASK_INPUTS = {'a': ['hello', 'soft prompts', 'a frozen model', 'tasks mixed', 'one batch'],
+               'b': ['many tasks', 'one model', 'prompt bank', 'served', 'in order']}
+MIXED_ORDER = ['a', 'b', 'b', 'a', 'a', 'b', 'b', 'a', 'a', 'b']
+BYTE_TASK = {'MIXTURE_OR_TASK_NAME': "'toy_reverse'",
+             'TASK_FEATURE_LENGTHS': "{'inputs': 16, 'targets': 8}",
+             'VOCABULARY': '@seqio.ByteVocabulary()'}
+BYTE_MODEL = {**h.TOY_MODEL, 'vocab_size': 384}
+INFER_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', *h.INFER_GIN[1:])
+INFER_FILE_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_file.gin', *h.INFER_GIN[1:])
+
+
+def mixed_requests():
+  """The requests in MIXED_ORDER: each task's inputs in their order."""
+  left = {task: list(texts) for task, texts in TASK_INPUTS.items()}
+  return [{'task': task, 'inputs': left[task].pop(0)} for task in MIXED_ORDER]
+
+
+def serving_commands(folder):
+  """Each task's prompt served alone on its inputs, then both as one bank on the mixed requests."""
+  prompts = {}
+  for seed, (task, texts) in enumerate(TASK_INPUTS.items()):
+    prompts[task] = folder / f'{task}.npy'
+    # Large values, so that the two prompts make the model answer differently.
+    np.save(prompts[task], np.random.default_rng(seed).normal(0, 4, (4, 64)).astype(np.float32))
+    (folder / f'{task}.txt').write_text('\n'.join(texts) + '\n')
+  (folder / 'requests.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in mixed_requests()))
+  commands = {f'serve_{task}': h.cli_command('infer', INFER_FILE_GIN, h.toy_macros(
+      folder / task, BYTE_MODEL, **BYTE_TASK, PROMPT_FILE=repr(str(prompts[task])),
+      INPUT_FILE=repr(str(folder / f'{task}.txt')))) for task in TASK_INPUTS}
+  commands['serve_mixed'] = h.cli_command('infer', INFER_BANK_GIN, h.toy_macros(
+      folder / 'mixed', BYTE_MODEL, **BYTE_TASK, BATCH_SIZE='4',
+      PROMPT_FILES=repr({task: str(path) for task, path in prompts.items()}),
+      INPUT_FILE=repr(str(folder / 'requests.jsonl'))))
+  return commands
 
 
 def metrics_at(model_dir, step):
@@ -25,10 +63,11 @@ def predictions_at(model_dir, step, field='prediction'):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  """Output folders and results of four CLI runs, made one after another in one child process
-  (`h.start_serving`): two evals, two inferences."""
+  """Output folders and results of the CLI runs, made one after another in one child process
+  (`h.start_serving`): two evals, two inferences, and the serving runs."""
   dirs = {name: tmp_path_factory.mktemp(name)
-          for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file')}
+          for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file',
+                       'serving')}
   inputs_file = dirs['infer_file'] / 'inputs.txt'
   inputs_file.write_text('\n'.join(RAW_INPUTS) + '\n')
   trained_dir, _ = h.trained_run()  # unless an earlier test made it
@@ -47,6 +86,7 @@ def runs(tmp_path_factory):
           dirs['infer_file'], {**h.TOY_MODEL, 'vocab_size': 384},
           MIXTURE_OR_TASK_NAME="'toy_reverse'", TASK_FEATURE_LENGTHS="{'inputs': 16, 'targets': 8}",
           INPUT_FILE=repr(str(inputs_file)), VOCABULARY='@seqio.ByteVocabulary()')),
+      **serving_commands(dirs['serving']),
   }
   results = h.start_serving(commands, tmp_path_factory.mktemp('served'))(timeout=600)
   return dirs, {name: h.check(result) for name, result in results.items()}
@@ -96,3 +136,22 @@ def test_infer_on_a_file_of_raw_inputs_writes_one_line_per_input(runs):
   rows = h.read_jsonl(dirs['infer_file'] / 'inference' / 'predictions.jsonl')
   assert [row['inputs'] for row in rows] == RAW_INPUTS
   assert all(isinstance(row['prediction'], str) and np.isfinite(row['score']) for row in rows)
+
+
+def test_mixed_task_infer_answers_each_request_as_its_tasks_own_infer_does(runs):
+  dirs, results = runs
+  folder = dirs['serving']
+  alone = {task: h.read_jsonl(folder / task / 'inference' / 'predictions.jsonl')
+           for task in TASK_INPUTS}
+  # The two prompts answer differently, or the bank could ignore the task and still pass.
+  assert [r['prediction'] for r in alone['a']] != [r['prediction'] for r in alone['b']]
+  mixed = h.read_jsonl(folder / 'mixed' / 'inference' / 'predictions.jsonl')
+  assert f'wrote {len(MIXED_ORDER)} predictions' in results['serve_mixed'].stdout
+  assert [{'task': r['task'], 'inputs': r['inputs']} for r in mixed] == mixed_requests()
+  position = {task: 0 for task in TASK_INPUTS}
+  for row in mixed:  # line for line, the task's own answer to the same input
+    expected = alone[row['task']][position[row['task']]]
+    position[row['task']] += 1
+    assert row['inputs'] == expected['inputs']
+    assert row['prediction'] == expected['prediction']
+    assert row['score'] == pytest.approx(expected['score'], rel=1e-5, abs=1e-5)

@@ -6,7 +6,7 @@ model only its prompt's path; nothing of training.
 """
 
 import io
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -92,6 +92,36 @@ def read_prompt(path: str, expected_shape: Optional[Sequence[int]] = None,
   prompt = read_array(path)
   check_shape(prompt, expected_shape, f'Prompt file {path}')
   return prompt.astype(dtype)
+
+
+def prompt_bank_size(paths: Mapping[str, str]) -> int:
+  """K, the number of prompts in the bank PROMPT_FILES ({name: path of a `.npy` prompt})."""
+  if not isinstance(paths, Mapping) or not paths:
+    raise CheckpointError(f'PROMPT_FILES={paths!r}: must be a non-empty dict '
+                          "{name: path of a .npy prompt}, e.g. {'rte': 'rte.npy'}.")
+  return len(paths)
+
+
+def read_prompt_bank(paths: Mapping[str, str], dtype: Any = np.float32) -> np.ndarray:
+  """The prompts of PROMPT_FILES, in its order, as one bank [K, P, H] cast to `dtype`.
+
+  Row k is the prompt of the k-th name; every file must hold a [P, H] prompt
+  of the same shape (see `read_array` for what else they must hold).
+  """
+  prompt_bank_size(paths)
+  prompts = []
+  for name, path in paths.items():
+    prompt = read_array(path, f'PROMPT_FILES[{name!r}]')
+    if prompt.ndim != 2:
+      raise CheckpointError(f'PROMPT_FILES[{name!r}] {path} has shape {prompt.shape}; expected '
+                            'one prompt [PROMPT_LENGTH, embed].')
+    if prompts and prompt.shape != prompts[0].shape:
+      first = next(iter(paths))
+      raise CheckpointError(f'PROMPT_FILES[{name!r}] {path} has shape {prompt.shape}, but '
+                            f'PROMPT_FILES[{first!r}] has {prompts[0].shape}; a bank\'s prompts '
+                            'share one shape.')
+    prompts.append(prompt)
+  return np.stack(prompts).astype(dtype)
 
 
 def check_shape(prompt: np.ndarray, expected_shape: Optional[Sequence[int]], what: str) -> None:

@@ -8,10 +8,11 @@ of the file PROMPT_FILE), or, when `checkpoint_path` names a training checkpoint
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
+import seqio
 from absl import logging
 
 from prompt_tuning import storage
@@ -36,12 +37,17 @@ def _checkpoint_location(checkpoint_path: str) -> Tuple[str, int]:
   return os.path.dirname(path), int(match.group(1))
 
 
-def load_params(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
-                run_config: run_setup.RunConfig, checkpoint_path: Optional[str] = None
+def load_params(model: EncoderDecoderModel, dataset_config: Optional[inputs.DatasetConfig],
+                run_config: run_setup.RunConfig, checkpoint_path: Optional[str] = None, *,
+                input_shapes: Optional[Dict[str, tuple]] = None
                 ) -> Tuple[run_setup.RunSetup, Params, int]:
-  """The run's set-up, the full parameters to evaluate, and their training step."""
+  """The run's set-up, the full parameters to evaluate, and their training step.
+
+  The input shapes come from `dataset_config` (which is checked against the model), or
+  from `input_shapes` for inputs that are not a task's.
+  """
   location = _checkpoint_location(checkpoint_path) if checkpoint_path else None
-  run = run_setup.set_up(model, run_config, dataset_config)
+  run = run_setup.set_up(model, run_config, dataset_config, input_shapes=input_shapes)
   if location is None:
     return run, run.params(), 0
   model_dir, step = location
@@ -61,7 +67,7 @@ def evaluate(*, model: EncoderDecoderModel, eval_config: evaluation.EvalConfig, 
   return evaluator.evaluate(params, step)
 
 
-def _input_lines(input_file: str) -> List[Tuple[int, str]]:
+def input_lines(input_file: str) -> List[Tuple[int, str]]:
   """(line number, text) of each non-blank line of INPUT_FILE, which must be UTF-8."""
   if not storage.exists(input_file, 'INPUT_FILE'):
     raise InferenceError(f'INPUT_FILE={input_file!r}: no such file.')
@@ -80,16 +86,33 @@ def _input_lines(input_file: str) -> List[Tuple[int, str]]:
   return lines
 
 
-def _warn_of_truncation(input_file: str, limit: int, long_lines: List[Tuple[int, int]],
-                        total: int) -> None:
-  """One warning for all the input lines that are cut to the inputs feature length."""
-  if not long_lines:
-    return
-  shown = ', '.join(f'line {number} ({count} tokens)' for number, count in long_lines[:5])
-  more = f' and {len(long_lines) - 5} more' if len(long_lines) > 5 else ''
-  logging.warning('INPUT_FILE %s: %d of %d lines have more than the %d tokens that '
-                  "TASK_FEATURE_LENGTHS['inputs'] allows before EOS and are truncated: %s%s",
-                  input_file, len(long_lines), total, limit, shown, more)
+def encode_inputs(vocabulary: seqio.Vocabulary, texts: Sequence[str], length: int,
+                  labels: Sequence[str], source: str) -> List[List[int]]:
+  """Each text's token ids, cut to `length` - 1 and ended by EOS, as a task's inputs are.
+
+  Warns once of the texts that are cut, naming them by `labels` (e.g. 'line 3') and
+  `source` (e.g. 'INPUT_FILE inputs.txt').
+  """
+  encoded, cut = [], []
+  for label, text in zip(labels, texts):
+    ids = list(vocabulary.encode(text))
+    if len(ids) > length - 1:
+      cut.append(f'{label} ({len(ids)} tokens)')
+    encoded.append(ids[:length - 1] + [vocabulary.eos_id])
+  if cut:
+    more = f' and {len(cut) - 5} more' if len(cut) > 5 else ''
+    logging.warning('%s: %d of %d inputs have more than the %d tokens that '
+                    "TASK_FEATURE_LENGTHS['inputs'] allows before EOS and are truncated: %s%s",
+                    source, len(cut), len(texts), length - 1, ', '.join(cut[:5]), more)
+  return encoded
+
+
+def padded_tokens(encoded: Sequence[Sequence[int]], batch_size: int, length: int) -> np.ndarray:
+  """[batch_size, length] int32 tokens: the rows of `encoded`, then zero rows."""
+  tokens = np.zeros((batch_size, length), np.int32)
+  for row, ids in enumerate(encoded):
+    tokens[row, :len(ids)] = ids
+  return tokens
 
 
 def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.DatasetConfig
@@ -97,26 +120,17 @@ def _text_batches(input_file: str, model: EncoderDecoderModel, dataset: inputs.D
   """Raw input lines -> (texts, zero-padded model features, count), tokenized like task inputs.
 
   Reads and tokenizes the whole file at once, so that a bad file fails before
-  the model is built; warns once of the lines that are truncated.
+  the model is built.
   """
   length = dataset.task_feature_lengths['inputs']
-  lines = _input_lines(input_file)
-  encoded, long_lines = [], []
-  for number, text in lines:
-    ids = list(model.vocabulary.encode(text))
-    if len(ids) > length - 1:
-      long_lines.append((number, len(ids)))
-    encoded.append(ids[:length - 1] + [model.vocabulary.eos_id])
-  _warn_of_truncation(input_file, length - 1, long_lines, len(lines))
-  batches = []
-  for start in range(0, len(lines), dataset.batch_size):
-    chunk = encoded[start:start + dataset.batch_size]
-    tokens = np.zeros((dataset.batch_size, length), np.int32)
-    for row, ids in enumerate(chunk):
-      tokens[row, :len(ids)] = ids
-    texts = [text for _, text in lines[start:start + dataset.batch_size]]
-    batches.append((texts, {'encoder_input_tokens': tokens}, len(chunk)))
-  return batches
+  lines = input_lines(input_file)
+  texts = [text for _, text in lines]
+  encoded = encode_inputs(model.vocabulary, texts, length,
+                          [f'line {number}' for number, _ in lines], f'INPUT_FILE {input_file}')
+  size = dataset.batch_size
+  return [(texts[start:start + size],
+           {'encoder_input_tokens': padded_tokens(encoded[start:start + size], size, length)},
+           len(encoded[start:start + size])) for start in range(0, len(lines), size)]
 
 
 def _task_batches(dataset: inputs.DatasetConfig, model: EncoderDecoderModel):

@@ -114,9 +114,14 @@ def feature_converter() -> seqio.FeatureConverter:
 
 def model_feature_shapes(config: DatasetConfig, batch_size: Optional[int] = None) -> Dict[str, tuple]:
   """Global [B, length] shapes of the model features, e.g. for initialisation."""
-  lengths = feature_converter().get_model_feature_lengths(config.task_feature_lengths)
-  batch = config.batch_size if batch_size is None else batch_size
-  return {name: (batch, length) for name, length in lengths.items()}
+  return feature_shapes(config.task_feature_lengths,
+                        config.batch_size if batch_size is None else batch_size)
+
+
+def feature_shapes(task_feature_lengths: Mapping[str, int], batch_size: int) -> Dict[str, tuple]:
+  """Global [B, length] shapes of the model features of TASK_FEATURE_LENGTHS."""
+  lengths = feature_converter().get_model_feature_lengths(task_feature_lengths)
+  return {name: (batch_size, length) for name, length in lengths.items()}
 
 
 def host_dataset(config: DatasetConfig, num_epochs: Optional[int] = None) -> tf.data.Dataset:

@@ -47,6 +47,12 @@ class EncoderDecoderModel:
   label_smoothing: float = 0.0
   loss_normalizing_factor: losses.NormalizingFactor = None
 
+  @property
+  def prompt_bank_size(self) -> Optional[int]:
+    """K when the prompt is a bank of K prompts (each example picks one by `prompt_index`)."""
+    prompt_config = getattr(self.module, 'prompt_config', None)
+    return prompt_config.num_prompts if prompt_config is not None else None
+
   def abstract_variables(self, input_shapes: Mapping[str, Tuple[int, ...]]) -> Any:
     """Shapes, dtypes and logical axes of every parameter, computed without allocating them."""
     return jax.eval_shape(lambda rng: self._init(rng, dict(input_shapes)), jax.random.key(0))
@@ -57,6 +63,8 @@ class EncoderDecoderModel:
 
   def _init(self, rng: Array, input_shapes: Dict[str, Tuple[int, ...]]) -> Any:
     batch = {k: jnp.zeros(v, jnp.int32) for k, v in input_shapes.items()}
+    if self.prompt_bank_size and 'prompt_index' not in batch:
+      batch['prompt_index'] = jnp.zeros(input_shapes['encoder_input_tokens'][:1], jnp.int32)
     return self.module.init(rng, batch['encoder_input_tokens'], batch['decoder_input_tokens'],
                             batch['decoder_target_tokens'], enable_dropout=False,
                             **encoder_features(batch))
