@@ -201,22 +201,28 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
 
 
 def _eval_config(dataset_cfg: Optional[inputs.DatasetConfig], eval_mode: str,
-                 eval_steps: Optional[int]) -> Optional[evaluation.EvalConfig]:
+                 eval_steps: Optional[int], ensemble: bool = False
+                 ) -> Optional[evaluation.EvalConfig]:
   """What to evaluate: `eval_steps` batches of `dataset_cfg` (all of the split when None)."""
   if dataset_cfg is None:
     return None
   num_examples = eval_steps * dataset_cfg.batch_size if eval_steps else None
-  return evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples)
+  return evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples, ensemble=ensemble)
 
 
 @gin.configurable('evaluate', module='eval_script')
 def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, output_dir: str,
              run_cfg: run_setup.RunConfig = run_setup.RunConfig(), eval_mode: str = 'generate',
-             eval_steps: Optional[int] = None,
-             checkpoint_path: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
-  """Evaluates every task of `dataset_cfg`; `eval_steps` batches only, when set."""
+             eval_steps: Optional[int] = None, checkpoint_path: Optional[str] = None,
+             ensemble: bool = False) -> Dict[str, Dict[str, Any]]:
+  """Evaluates every task of `dataset_cfg`; `eval_steps` batches only, when set.
+
+  With `ensemble`, the prompts of the model's bank (gin/prompts/from_files.gin) are
+  evaluated as one ensemble, all in one pass.
+  """
   _check_vocabulary_reachable(model)
-  return inference.evaluate(model=model, eval_config=_eval_config(dataset_cfg, eval_mode, eval_steps),
+  return inference.evaluate(model=model,
+                            eval_config=_eval_config(dataset_cfg, eval_mode, eval_steps, ensemble),
                             output_dir=output_dir, run_config=run_cfg,
                             checkpoint_path=checkpoint_path)
 

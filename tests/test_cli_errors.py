@@ -62,6 +62,9 @@ TRAIN_FROM_FILE_GIN = (h.MODEL_GIN[0], FROM_FILE, SIZE_GIN, 'gin/runs/prompt_fin
 INFER_FROM_FILE_GIN = (h.MODEL_GIN[0], FROM_FILE, SIZE_GIN, 'gin/runs/prompt_infer.gin')
 INFER_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', SIZE_GIN,
                   'gin/runs/prompt_infer.gin')
+EVAL_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', SIZE_GIN, 'gin/runs/prompt_eval.gin')
+TRAIN_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', SIZE_GIN,
+                  'gin/runs/prompt_finetune.gin')
 SAMPLED_VOCAB_TRAIN_GIN = (h.MODEL_GIN[0], 'gin/prompts/sampled_vocab.gin', SIZE_GIN,
                            'gin/runs/prompt_finetune.gin')
 TINY_T5X_CHECKPOINT = 't5x_t5_1_1_tiny/checkpoint_3'
@@ -263,6 +266,12 @@ CASES = [
          BANK_OF_TWO, INFER_BANK_GIN,
          setup=_files(_npy('a.npy', _prompt()), _npy('b.npy', _prompt()[:3]), _bytes(
              'requests.jsonl', b'{"task": "a", "inputs": "x"}\n'))),
+    Case('bank_evaluated_without_ensemble', 'eval', ['bank of 2 prompts', 'ENSEMBLE=True'],
+         {'PROMPT_FILES': BANK_OF_TWO['PROMPT_FILES']}, EVAL_BANK_GIN,
+         setup=_files(_npy('a.npy', _prompt()), _npy('b.npy', _prompt()))),
+    Case('bank_trained', 'train', ['bank of 2 prompts', 'does not train'],
+         {'PROMPT_FILES': BANK_OF_TWO['PROMPT_FILES']}, TRAIN_BANK_GIN,
+         setup=_files(_npy('a.npy', _prompt()), _npy('b.npy', _prompt()))),
     Case('jsonl_data_file_not_utf8', 'eval', ['{dir}/data/BoolQ/val.jsonl:2', 'UTF-8'],
          BOOLQ_FROM_FILES, setup=_boolq_with_a_bad_byte, needs_fixtures=True),
     Case('checkpoint_path_not_a_checkpoint', 'eval', ['CHECKPOINT_PATH', '{dir}/model'],

@@ -1,9 +1,12 @@
 """End-to-end evaluation on SuperGLUE fixture files: generation and rank classification."""
 
+import dataclasses
 import json
 import pathlib
 
+import flax
 import flax.linen as nn
+import numpy as np
 import pytest
 
 from prompt_tuning import data
@@ -29,13 +32,18 @@ def setup(fixtures_dir):
   return model, run.mesh, run.shardings, run.params()
 
 
-def evaluator_for(setup, task, mode, log_dir):
+def evaluator_for(setup, task, mode, log_dir, ensemble=False):
   model, mesh, shardings, _ = setup
   config = evaluation.EvalConfig(
       inputs.DatasetConfig(task, LENGTHS, split='validation', batch_size=BATCH, shuffle=False,
                            data_source='files', data_dir=str(TESTDATA)),
-      mode=mode)
+      mode=mode, ensemble=ensemble)
   return evaluation.Evaluator(model, config, mesh, shardings, str(log_dir))
+
+
+def with_prompt(params, prompt):
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep='/')
+  return flax.traverse_util.unflatten_dict({**flat, prompted.PROMPT_PATH: prompt}, sep='/')
 
 
 @pytest.mark.parametrize('mode', ['generate', 'rank'])
@@ -91,3 +99,29 @@ def test_the_super_glue_mixture_reports_every_task_and_the_super_glue_score(setu
   logged = json.loads((tmp_path / 'super_glue_average-metrics.jsonl').read_text().splitlines()[-1])
   assert logged == {'step': 3, 'score': pytest.approx(expected)}
   assert list((tmp_path / 'super_glue_average').glob('events.out.tfevents.*'))
+
+
+def test_a_rank_ensemble_scores_each_member_as_its_own_evaluation_does(setup, tmp_path):
+  model, mesh, _, params = setup
+  single = np.asarray(flax.traverse_util.flatten_dict(params, sep='/')[prompted.PROMPT_PATH])
+  other = np.random.default_rng(1).uniform(-0.5, 0.5, single.shape).astype(np.float32)
+  alone = [evaluator_for(setup, CB, 'rank', tmp_path / f'alone_{k}').evaluate(
+      with_prompt(params, prompt), 0)[CB] for k, prompt in enumerate((single, other))]
+  config = dataclasses.replace(model.module.prompt_config, num_prompts=3)
+  bank_model = dataclasses.replace(model, module=model.module.clone(prompt_config=config))
+  shapes = inputs.model_feature_shapes(inputs.DatasetConfig('', LENGTHS, batch_size=BATCH))
+  layout = run_setup.lay_out(bank_model, run_setup.RunConfig(), input_shapes=shapes)
+  ensemble = evaluator_for((bank_model, mesh, layout.shardings, None), CB, 'rank',
+                           tmp_path / 'ensemble', ensemble=True)
+  metrics = ensemble.evaluate(with_prompt(params, np.stack([single, other, single])), 0)[CB]
+  for name, value in alone[0].items():  # members 0 and 2 are the single prompt, 1 the other
+    assert metrics[f'member_0/{name}'] == metrics[f'member_2/{name}'] == pytest.approx(value)
+    assert metrics[f'member_1/{name}'] == pytest.approx(alone[1][name])
+    assert metrics[f'best/{name}'] == pytest.approx(max(alone[0][name], alone[1][name]))
+  assert 0 <= metrics['accuracy'] <= 100
+  logged = json.loads((tmp_path / 'ensemble' / f'{CB}-metrics.jsonl').read_text().splitlines()[-1])
+  assert logged == {'step': 0, **{k: pytest.approx(v) for k, v in metrics.items()}}
+  rows = [json.loads(l) for l in (tmp_path / 'ensemble' / f'{CB}-000000.jsonl').read_text().splitlines()]
+  labels = data.get_label_strings(CB)
+  assert rows and all(len(r['members']) == 3 and r['members'][0] == r['members'][2]
+                      and {r['prediction'], *r['members']} <= set(labels) for r in rows)

@@ -24,6 +24,8 @@ BYTE_TASK = {'MIXTURE_OR_TASK_NAME': "'toy_reverse'",
 BYTE_MODEL = {**h.TOY_MODEL, 'vocab_size': 384}
 INFER_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', *h.INFER_GIN[1:])
 INFER_FILE_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_file.gin', *h.INFER_GIN[1:])
+EVAL_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', *h.EVAL_GIN[1:])
+ENSEMBLE_MEMBERS = ('trained', 'random', 'trained_again')
 
 
 def mixed_requests():
@@ -67,13 +69,16 @@ def runs(tmp_path_factory):
   (`h.start_serving`): two evals, two inferences, and the serving runs."""
   dirs = {name: tmp_path_factory.mktemp(name)
           for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file',
-                       'serving')}
+                       'serving', 'eval_ensemble')}
   inputs_file = dirs['infer_file'] / 'inputs.txt'
   inputs_file.write_text('\n'.join(RAW_INPUTS) + '\n')
   trained_dir, _ = h.trained_run()  # unless an earlier test made it
   checkpoint = repr(str(trained_dir / f'checkpoint_{h.TRAINED_STEPS}'))
-  prompt_file = repr(str(trained_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
-                         'encoder.prompt.prompt.prompt.npy'))
+  trained_prompt = str(trained_dir / 'numpy_checkpoints' / f'checkpoint_{h.TRAINED_STEPS}' /
+                       'encoder.prompt.prompt.prompt.npy')
+  prompt_file = repr(trained_prompt)
+  random_prompt = str(dirs['eval_ensemble'] / 'random.npy')
+  np.save(random_prompt, np.random.default_rng(3).uniform(-0.5, 0.5, (4, 64)).astype(np.float32))
   commands = {
       'eval_checkpoint': h.cli_command('eval', h.EVAL_GIN, h.toy_macros(
           dirs['eval_checkpoint'], h.WIDE_MODEL, CHECKPOINT_PATH=checkpoint, EVAL_STEPS='2')),
@@ -87,6 +92,11 @@ def runs(tmp_path_factory):
           MIXTURE_OR_TASK_NAME="'toy_reverse'", TASK_FEATURE_LENGTHS="{'inputs': 16, 'targets': 8}",
           INPUT_FILE=repr(str(inputs_file)), VOCABULARY='@seqio.ByteVocabulary()')),
       **serving_commands(dirs['serving']),
+      # The trained prompt twice and a random one: two members always agree.
+      'eval_ensemble': h.cli_command('eval', EVAL_BANK_GIN, h.toy_macros(
+          dirs['eval_ensemble'], h.WIDE_MODEL, EVAL_STEPS='2', ENSEMBLE='True',
+          PROMPT_FILES=repr(dict(zip(ENSEMBLE_MEMBERS,
+                                     (trained_prompt, random_prompt, trained_prompt)))))),
   }
   results = h.start_serving(commands, tmp_path_factory.mktemp('served'))(timeout=600)
   return dirs, {name: h.check(result) for name, result in results.items()}
@@ -155,3 +165,21 @@ def test_mixed_task_infer_answers_each_request_as_its_tasks_own_infer_does(runs)
     assert row['inputs'] == expected['inputs']
     assert row['prediction'] == expected['prediction']
     assert row['score'] == pytest.approx(expected['score'], rel=1e-5, abs=1e-5)
+
+
+def test_an_ensemble_reports_each_member_their_mean_and_best_and_its_vote(runs):
+  dirs, results = runs
+  alone = metrics_at(dirs['eval_prompt_file'], 0)['accuracy']
+  logged = metrics_at(dirs['eval_ensemble'], 0)
+  members = [logged[f'member_{k}/accuracy'] for k in range(len(ENSEMBLE_MEMBERS))]
+  # Members 0 and 2 are the trained prompt: they score what it scores alone.
+  assert members[0] == members[2] == pytest.approx(alone)
+  assert logged['mean/accuracy'] == pytest.approx(sum(members) / 3)
+  assert logged['best/accuracy'] == max(members)
+  rows = h.read_jsonl(dirs['eval_ensemble'] / 'inference_eval' / f'{h.TASK}-000000.jsonl')
+  assert len(rows) == 2 * 8  # EVAL_STEPS batches of BATCH_SIZE
+  assert [row['members'][0] for row in rows] == predictions_at(dirs['eval_prompt_file'], 0)
+  for row in rows:  # the vote: two of three members always agree
+    assert row['members'][0] == row['members'][2] == row['prediction']
+  assert logged['accuracy'] == pytest.approx(alone)
+  assert f'{h.TASK}: accuracy' in results['eval_ensemble'].stdout

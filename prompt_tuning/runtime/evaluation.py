@@ -7,6 +7,10 @@ Two modes produce the predictions:
   once, whatever the number of labels.
 Metrics go to TensorBoard and JSON, predictions to JSONL, all under
 `MODEL_DIR/inference_eval/`, with a sample of predictions as TensorBoard text.
+With `ensemble`, the model's bank holds K prompts for the task: every example
+runs with all K in one batched pass (`ensembles`), and each member's metrics,
+their mean and best, and the ensemble's (majority vote, or in rank mode the
+summed log-likelihoods) are reported together.
 """
 
 import dataclasses
@@ -22,7 +26,7 @@ from absl import logging
 from clu import metric_writers
 from jax.sharding import Mesh
 
-from prompt_tuning import storage
+from prompt_tuning import ensembles, storage
 from prompt_tuning.errors import UserError
 from prompt_tuning.runtime import inputs, partitioning
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -44,11 +48,13 @@ class EvalConfig:
     mode: 'generate' or 'rank'.
     num_examples: evaluate on the first N examples only (None: all).
     sample_size: how many predictions to show as TensorBoard text.
+    ensemble: the prompts of the model's bank are an ensemble for the task (ENSEMBLE).
   """
   dataset: inputs.DatasetConfig
   mode: str = 'generate'
   num_examples: Optional[int] = None
   sample_size: int = 8
+  ensemble: bool = False
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -120,6 +126,18 @@ class Evaluator:
     self._data_sharding = partitioning.data_sharding(mesh)
     replicated = partitioning.replicated(mesh)
     loggers = (seqio.PyLoggingLogger, seqio.TensorBoardLogger, seqio.JSONLogger)
+    if jax.process_index() != 0:
+      loggers = ()
+    self._members = model.prompt_bank_size if config.ensemble else None
+    if config.ensemble and not self._members:
+      raise EvaluationError('ENSEMBLE=True evaluates the prompts of a bank as one ensemble: '
+                            'include gin/prompts/from_files.gin and set PROMPT_FILES.')
+    if model.prompt_bank_size and not config.ensemble:
+      raise EvaluationError(f'The model has a bank of {model.prompt_bank_size} prompts '
+                            '(PROMPT_FILES); evaluate them as one ensemble with ENSEMBLE=True, '
+                            'or one prompt with gin/prompts/from_file.gin.')
+    # An ensemble's metrics are logged together, once its members' are known.
+    self._loggers = [logger(log_dir) for logger in loggers] if config.ensemble else []
     self._evaluators = {}
     self._candidates = {}
     # As seqio does, a mixture's tasks without the split (e.g. AX-b, test only) are skipped.
@@ -139,7 +157,7 @@ class Evaluator:
             task.name, inputs.feature_converter(), eval_split=dataset.split,
             use_cached=dataset.use_cached, seed=dataset.seed,
             sequence_length=dataset.task_feature_lengths, num_examples=config.num_examples,
-            logger_cls=loggers if jax.process_index() == 0 else (), log_dir=log_dir,
+            logger_cls=() if config.ensemble else loggers, log_dir=log_dir,
             async_compute_metrics=False)
     self._predict = jit_predict(model, dataset.task_feature_lengths['targets'], param_shardings,
                                 mesh)
@@ -168,12 +186,88 @@ class Evaluator:
 
     return predict
 
+  def _ensemble_predictions(self, params: Params, task_name: str, rng: jax.Array,
+                            dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+    """Every example with every member, in one batched pass of [B*K] rows.
+
+    Returns 'indices' [N], the members' 'members' [N, K, L] and the ensemble's
+    'ensemble' [N, L] output tokens (a vote, or in rank mode the candidate of the
+    highest summed log-likelihood).
+    """
+    members = self._members
+    indices, member_tokens, ensemble_tokens = [], [], []
+    for step, (batch_indices, features, count) in enumerate(
+        _batches(dataset, self.config.dataset.batch_size)):
+      batch = partitioning.replicated_batch(ensembles.expand_for_members(features, members),
+                                            self.mesh)
+      if self.config.mode == 'rank':
+        candidates = self._candidates[task_name]
+        _, scores = self._rank(params, batch, candidates)
+        scores = ensembles.by_member(np.asarray(scores), members)[:count]  # [n, K, C]
+        member_tokens.append(candidates[np.argmax(scores, axis=-1)])
+        ensemble_tokens.append(candidates[ensembles.rank_sum(scores)])
+      else:
+        tokens, _ = self._predict(params, batch, jax.random.fold_in(rng, step))
+        tokens = ensembles.by_member(np.asarray(tokens), members)[:count]  # [n, K, L]
+        member_tokens.append(tokens)
+        ensemble_tokens.append(ensembles.majority_vote(tokens))
+      indices += [int(i) for i in batch_indices[:count]]
+    return {'indices': np.array(indices), 'members': np.concatenate(member_tokens),
+            'ensemble': np.concatenate(ensemble_tokens)}
+
+  def _evaluate_ensemble(self, params: Params, task_name: str, evaluator: seqio.Evaluator,
+                         rng: jax.Array, step: int) -> Dict[str, Any]:
+    """The ensemble's metrics and 'member_<k>/', 'mean/' and 'best/' ones, scored by seqio."""
+    outputs: Dict[str, np.ndarray] = {}
+
+    def metrics_of(choose: Callable[[Dict[str, np.ndarray]], np.ndarray]) -> Dict[str, Any]:
+      def predict(dataset: tf.data.Dataset) -> List[Tuple[int, List[int]]]:
+        if not outputs:  # the first call runs the model; the others reuse its outputs
+          outputs.update(self._ensemble_predictions(params, task_name, rng, dataset))
+        return [(int(i), t.tolist()) for i, t in zip(outputs['indices'], choose(outputs))]
+      future, _ = evaluator.evaluate(compute_metrics=True, step=step, predict_fn=predict)
+      return {k: _plain(v) for k, v in future.result()[task_name].items()}
+
+    member_metrics = [metrics_of(lambda o, k=k: o['members'][:, k]) for k in range(self._members)]
+    metrics = metrics_of(lambda o: o['ensemble'])
+    metrics.update(ensembles.member_summary(
+        [{k: v for k, v in m.items() if isinstance(v, float)} for m in member_metrics]))
+    self._log_ensemble(task_name, evaluator, step, metrics, outputs)
+    return metrics
+
+  def _log_ensemble(self, task_name: str, evaluator: seqio.Evaluator, step: int,
+                    metrics: Dict[str, Any], outputs: Dict[str, np.ndarray]) -> None:
+    """The metrics through seqio's loggers (TensorBoard, `<task>-metrics.jsonl`), and one JSON
+    line per example (input, target, the ensemble's prediction, each member's)."""
+    scalars = {k: seqio.metrics.Scalar(v) for k, v in metrics.items() if isinstance(v, float)}
+    for logger in self._loggers:
+      logger(task_name=task_name, step=step, metrics=scalars, dataset=None, inferences=None,
+             targets=None)
+    if jax.process_index() != 0:
+      return
+    decode = lambda tokens: self.model.vocabulary.decode(tokens.tolist())
+    row_of = {int(index): row for row, index in enumerate(outputs['indices'])}
+    lines = []
+    examples = evaluator.cached_task_datasets[task_name].as_numpy_iterator()
+    for index, example in enumerate(examples):
+      row = row_of[index]
+      lines.append(json.dumps({
+          'input': _text(example.get('inputs_pretokenized')),
+          'target': _text(example.get('targets_pretokenized')),
+          'prediction': decode(outputs['ensemble'][row]),
+          'members': [decode(tokens) for tokens in outputs['members'][row]]}) + '\n')
+    storage.write_text(os.path.join(self.log_dir, f'{task_name}-{step:06}.jsonl'), ''.join(lines))
+    self._write_sample(task_name, evaluator, step)
+
   def evaluate(self, params: Params, step: int, seed: int = 0) -> Dict[str, Dict[str, Any]]:
     """Metrics per task (also written to TensorBoard, JSON and JSONL)."""
     all_metrics = {}
     rng = jax.random.key(seed)
     with jax.set_mesh(self.mesh):
       for task_name, evaluator in self._evaluators.items():
+        if self._members:
+          all_metrics[task_name] = self._evaluate_ensemble(params, task_name, evaluator, rng, step)
+          continue
         future, _ = evaluator.evaluate(compute_metrics=True, step=step,
                                        predict_fn=self._predict_fn(params, task_name, rng))
         metrics = future.result()[task_name]
@@ -215,3 +309,8 @@ def _plain(value: Any) -> Any:
   """A metric value as a JSON-friendly number (seqio wraps some in `Scalar`)."""
   value = getattr(value, 'value', value)
   return float(value) if isinstance(value, (np.floating, np.integer, float, int)) else value
+
+
+def _text(value: Any) -> Any:
+  """A pretokenized feature as text (seqio gives bytes), or None when the task has none."""
+  return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value

@@ -157,6 +157,10 @@ def infer(*, model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig, o
 
   Returns the number of lines written. The file appears whole or not at all.
   """
+  if model.prompt_bank_size:
+    raise InferenceError(f'The model has a bank of {model.prompt_bank_size} prompts; a bank '
+                         'serves JSONL requests {"task": ..., "inputs": ...}: set PROMPT_FILES '
+                         '(gin/prompts/from_files.gin) and INPUT_FILE.')
   # The input file is read first: a missing or bad one fails before the model is built.
   text_batches = _text_batches(input_file, model, dataset_config) if input_file else None
   run, params, _ = load_params(model, dataset_config, run_config, checkpoint_path)

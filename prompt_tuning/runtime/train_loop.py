@@ -59,6 +59,10 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
     log_every: steps between console/TensorBoard summaries.
     config_text: the final gin config, written to MODEL_DIR/config.gin and TensorBoard.
   """
+  if model.prompt_bank_size:
+    raise UserError(f'The model has a bank of {model.prompt_bank_size} prompts (PROMPT_FILES or '
+                    'PromptConfig.num_prompts), which this runtime does not train yet; train each '
+                    'prompt in a run of its own.')
   run = run_setup.set_up(model, run_config, train_dataset_config)
   trainer = run.trainer(optimizer)
   state = run.initial_state(trainer)
