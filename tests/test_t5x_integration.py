@@ -340,16 +340,18 @@ def with_prompt(params, prompt):
   params = flax.core.unfreeze(params)
   return {**params, 'encoder': {**params['encoder'], 'prompt': {'prompt': {'prompt': prompt}}}}
 
+# Jitted, as T5X runs them: op by op, each would compile on its own.
 shapes = {'encoder_input_tokens': (2, 5), 'decoder_input_tokens': (2, 3)}
-variables = model().get_initial_variables(jax.random.key(0), shapes,
-                                          {'encoder_input_tokens': jnp.float32})
+variables = jax.jit(lambda rng: model().get_initial_variables(
+    rng, shapes, {'encoder_input_tokens': jnp.float32}))(jax.random.key(0))
 axes = flax_partitioning.get_axis_names(variables['params_axes'])
 print('prompt axes', tuple(axes['encoder']['prompt']['prompt']['prompt']))
 print('params unboxed', all(isinstance(x, jax.Array)
                             for x in jax.tree_util.tree_leaves(variables['params'])))
 print('scan_layers', module().scan_layers, module(scan_layers=True).scan_layers)
 try:
-  model().get_initial_variables(jax.random.key(0), {**shapes, 'encoder_segment_ids': (2, 5)})
+  jax.eval_shape(lambda: model().get_initial_variables(
+      jax.random.key(0), {**shapes, 'encoder_segment_ids': (2, 5)}))
 except features.PackingError as e:
   print('packing', e)
 per_layer = {'target': flax.core.unfreeze(variables['params'])}
@@ -390,7 +392,8 @@ scanned = with_prompt(traverse_util.unflatten_dict(
 logits = [np.asarray(jax.jit(m._compute_logits)(p, batch)) for m, p in
           ((fixture(False), unscanned), (fixture(True), scanned))]
 print('scanned_logits', np.abs(logits[0] - logits[1]).max() < 1e-5)
-decodes = [m.predict_batch_with_aux(p, batch, num_decodes=2, return_all_decodes=True)
+decodes = [jax.jit(lambda p, b, m=m: m.predict_batch_with_aux(p, b, num_decodes=2,
+                                                             return_all_decodes=True))(p, batch)
            for m, p in ((fixture(False), unscanned), (fixture(True), scanned))]
 print('scanned_beam', np.array_equal(decodes[0][0], decodes[1][0]),
       np.allclose(decodes[0][1]['scores'], decodes[1][1]['scores'], atol=1e-5))
@@ -424,12 +427,12 @@ def own_prompt(results):  # row i of the results of prompt index[i]
 
 single_scores = own_prompt([scores for scores, _ in by_prompt])
 bank_batch, bank_params = {**batch, 'prompt_index': index}, with_prompt(arrays, bank)
-print('bank_scores', np.allclose(banked.score_batch(bank_params, bank_batch), single_scores,
-                                 atol=1e-5))
+print('bank_scores', np.allclose(jax.jit(banked.score_batch)(bank_params, bank_batch),
+                                 single_scores, atol=1e-5))
 # T5X's loss (no z-loss, smoothing or normalisation here) is the negated sum of the scores.
-print('bank_loss', np.isclose(banked.loss_fn(bank_params, bank_batch, None)[0],
-                              -single_scores.sum()))
-print('bank_predictions', np.array_equal(banked.predict_batch(bank_params, bank_batch),
+bank_loss = jax.jit(lambda p, b: banked.loss_fn(p, b, None)[0])(bank_params, bank_batch)
+print('bank_loss', np.isclose(bank_loss, -single_scores.sum()))
+print('bank_predictions', np.array_equal(jax.jit(banked.predict_batch)(bank_params, bank_batch),
                                          own_prompt([decodes for _, decodes in by_prompt])))
 
 # T5X builds the feature converter from the model class.
