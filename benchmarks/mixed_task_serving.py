@@ -12,37 +12,19 @@ Reads nothing from disk, downloads nothing, writes only the optional JSON.
 """
 
 import argparse
-import json
-import statistics
-import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+import two_ways
 from prompt_tuning import prompts
 from prompt_tuning.models import prompted, t5
 from prompt_tuning.runtime import model, serving
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--config', default='small',
-                      help='T5 1.1 size, one of prompt_tuning.models.t5.SIZES.')
-  parser.add_argument('--tasks', type=int, default=4, help='Prompts in the bank.')
-  parser.add_argument('--requests', type=int, default=64)
-  parser.add_argument('--batch_size', type=int, default=8)
-  parser.add_argument('--inputs_length', type=int, default=64)
-  parser.add_argument('--targets_length', type=int, default=4, help='Tokens decoded.')
-  parser.add_argument('--prompt_length', type=int, default=20)
-  parser.add_argument('--rounds', type=int, default=3)
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--json', default=None, help='Also write every figure to this file.')
-  args = parser.parse_args(argv)
-  for name in ('tasks', 'requests', 'batch_size', 'inputs_length', 'targets_length',
-               'prompt_length', 'rounds'):
-    if getattr(args, name) < 1:
-      parser.error(f'--{name} must be at least 1, got {getattr(args, name)}.')
-  return args
+  counts = (('tasks', 4, 'Prompts in the bank.'), ('requests', 64, None))
+  return two_ways.parse_args(__doc__.split('\n\n')[0], counts, argv)
 
 
 def make_server(args: argparse.Namespace) -> serving.MixedTaskServer:
@@ -79,12 +61,6 @@ def one_task_at_a_time(server: serving.MixedTaskServer,
   return answers
 
 
-def timed(fn: Callable[[], Any]) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
-
-
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   server = make_server(args)
   requests = make_requests(args)
@@ -94,44 +70,20 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   if [a['prediction'] for a in answers['mixed']] != [
       a['prediction'] for a in answers['one_task_at_a_time']]:
     raise SystemExit('The two ways of batching gave different answers.')
-  seconds = {name: [] for name in ways}
-  for round_ in range(args.rounds):
-    for name in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
-      seconds[name].append(timed(ways[name]))
-  batches_per_task = [-(-sum(r['task'] == n for r in requests) // args.batch_size)
-                      for n in server.names]
-  results = {name: {'median_s': statistics.median(times), 'seconds': times,
-                    'examples_per_s': len(requests) / statistics.median(times)}
-             for name, times in seconds.items()}
-  results['mixed']['batches'] = -(-len(requests) // args.batch_size)
-  results['one_task_at_a_time']['batches'] = sum(batches_per_task)
-  results['speed_up'] = (results['mixed']['examples_per_s']
-                         / results['one_task_at_a_time']['examples_per_s'])
-  results['settings'] = vars(args)
-  return results
-
-
-def table(results: Dict[str, Any]) -> str:
-  settings = results['settings']
-  lines = [f"{settings['config']}: {settings['requests']} requests of {settings['tasks']} tasks in "
-           f"random order, batch {settings['batch_size']}, {settings['inputs_length']} input "
-           f"tokens + {settings['prompt_length']} prompt, {settings['targets_length']} decoded",
-           f"{'':22}{'batches':>9}{'median s':>11}{'examples/s':>12}"]
-  for name in ('mixed', 'one_task_at_a_time'):
-    row = results[name]
-    lines.append(f"{name:22}{row['batches']:>9}{row['median_s']:>11.3f}"
-                 f"{row['examples_per_s']:>12.1f}")
-  lines.append(f"speed-up (mixed / one task at a time): {results['speed_up']:.2f}")
-  return '\n'.join(lines)
+  batches = lambda count: -(-count // args.batch_size)
+  passes = {'mixed': batches(len(requests)),
+            'one_task_at_a_time': sum(batches(sum(r['task'] == n for r in requests))
+                                      for n in server.names)}
+  return {**two_ways.compare(ways, args.rounds, len(requests), passes), 'settings': vars(args)}
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
   args = parse_args(argv)
   results = run(args)
-  print(table(results))
-  if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(results, f, indent=2)
+  two_ways.report(f'{args.config}: {args.requests} requests of {args.tasks} tasks in random '
+                  f'order, batch {args.batch_size}, {args.inputs_length} input tokens + '
+                  f'{args.prompt_length} prompt, {args.targets_length} decoded', results,
+                  args.json)
   return results
 
 

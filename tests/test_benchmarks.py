@@ -73,6 +73,8 @@ def test_more_cores_than_allowed_is_a_one_line_error():
 
 def load_benchmark(name):
   """A script of benchmarks/ as a module, to run its `main` in this process."""
+  if str(SCRIPT.parent) not in sys.path:  # as when run: its folder first, for what it shares
+    sys.path.insert(0, str(SCRIPT.parent))
   spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f'{name}.py')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -88,9 +90,24 @@ def test_mixed_task_serving_times_both_ways_of_batching_the_same_requests(capsys
   # Batches of 4 mixing the tasks, against each task's requests in batches of their own.
   requests = serving.make_requests(serving.parse_args(flags))
   per_task = [sum(r['task'] == f'task_{k}' for r in requests) for k in range(3)]
-  assert results['mixed']['batches'] == 3
-  assert results['one_task_at_a_time']['batches'] == sum(-(-n // 4) for n in per_task) > 3
+  assert results['mixed']['passes'] == 3
+  assert results['one_task_at_a_time']['passes'] == sum(-(-n // 4) for n in per_task) > 3
   for way in ('mixed', 'one_task_at_a_time'):
+    assert len(results[way]['seconds']) == 2
+    assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
+  assert math.isfinite(results['speed_up']) and results['speed_up'] > 0
+
+
+def test_ensemble_eval_times_one_batched_pass_against_the_members_one_after_another(capsys):
+  ensemble = load_benchmark('ensemble_eval')
+  results = ensemble.main(['--config=tiny', '--members=3', '--examples=5', '--batch_size=2',
+                           '--inputs_length=6', '--prompt_length=2', '--targets_length=2',
+                           '--rounds=2'])
+  assert 'speed-up (together / one after another)' in capsys.readouterr().out
+  # 5 examples in 3 batches of 2: one pass each together, one per batch and member apart.
+  assert results['together']['passes'] == 3
+  assert results['one_after_another']['passes'] == 9
+  for way in ('together', 'one_after_another'):
     assert len(results[way]['seconds']) == 2
     assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
   assert math.isfinite(results['speed_up']) and results['speed_up'] > 0
