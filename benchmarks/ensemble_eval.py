@@ -84,18 +84,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   if not np.array_equal(outputs['together'], outputs['one_after_another']):
     raise SystemExit('The two ways gave different outputs.')
   passes = {'together': len(batches), 'one_after_another': len(batches) * args.members}
+  title = (f'{args.config}: {args.members} members, {args.examples} examples in batches of '
+           f'{args.batch_size}, {args.inputs_length} input tokens + {args.prompt_length} prompt, '
+           f'{args.targets_length} decoded')
   return {**two_ways.compare(ways, args.rounds, len(batches) * args.batch_size, passes),
-          'settings': vars(args)}
+          'title': title, 'settings': vars(args)}
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
   args = parse_args(argv)
-  results = run(args)
-  two_ways.report(f'{args.config}: {args.members} members, {args.examples} examples in batches '
-                  f'of {args.batch_size}, {args.inputs_length} input tokens + '
-                  f'{args.prompt_length} prompt, {args.targets_length} decoded', results,
-                  args.json)
-  return results
+  return two_ways.report(run(args), args.json)
 
 
 if __name__ == '__main__':

@@ -74,17 +74,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   passes = {'mixed': batches(len(requests)),
             'one_task_at_a_time': sum(batches(sum(r['task'] == n for r in requests))
                                       for n in server.names)}
-  return {**two_ways.compare(ways, args.rounds, len(requests), passes), 'settings': vars(args)}
+  title = (f'{args.config}: {args.requests} requests of {args.tasks} tasks in random order, '
+           f'batch {args.batch_size}, {args.inputs_length} input tokens + {args.prompt_length} '
+           f'prompt, {args.targets_length} decoded')
+  return {**two_ways.compare(ways, args.rounds, len(requests), passes), 'title': title,
+          'settings': vars(args)}
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
   args = parse_args(argv)
-  results = run(args)
-  two_ways.report(f'{args.config}: {args.requests} requests of {args.tasks} tasks in random '
-                  f'order, batch {args.batch_size}, {args.inputs_length} input tokens + '
-                  f'{args.prompt_length} prompt, {args.targets_length} decoded', results,
-                  args.json)
-  return results
+  return two_ways.report(run(args), args.json)
 
 
 if __name__ == '__main__':

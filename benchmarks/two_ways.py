@@ -58,11 +58,11 @@ def compare(ways: Mapping[str, Callable[[], Any]], rounds: int, examples: int,
   return results
 
 
-def report(title: str, results: Dict[str, Any], json_path: str = '') -> None:
-  """Prints the comparison as a table under `title`; also writes it to `json_path`, if given."""
+def report(results: Dict[str, Any], json_path: str = '') -> Dict[str, Any]:
+  """Prints `results` as a table under its 'title'; also writes them to `json_path`, if given."""
   names = [name for name in results if isinstance(results[name], dict) and 'passes' in
            results[name]]
-  lines = [title, f"{'':22}{'passes':>8}{'median s':>11}{'examples/s':>12}"]
+  lines = [results['title'], f"{'':22}{'passes':>8}{'median s':>11}{'examples/s':>12}"]
   for name in names:
     row = results[name]
     lines.append(f"{name:22}{row['passes']:>8}{row['median_s']:>11.3f}"
@@ -73,3 +73,4 @@ def report(title: str, results: Dict[str, Any], json_path: str = '') -> None:
   if json_path:
     with open(json_path, 'w') as f:
       json.dump(results, f, indent=2)
+  return results
