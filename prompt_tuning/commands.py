@@ -185,10 +185,12 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
           infer_eval_dataset_cfg: Optional[inputs.DatasetConfig] = None,
           eval_mode: str = 'generate', eval_period: int = 0, eval_steps: Optional[int] = None,
           checkpoint_cfg: checkpointing.CheckpointConfig = checkpointing.CheckpointConfig(),
-          log_every: int = 100) -> train_loop.TrainResult:
+          log_every: int = 100, prompt_bank: Optional[str] = None) -> train_loop.TrainResult:
   """Trains, evaluating `infer_eval_dataset_cfg` every `eval_period` steps and at the end.
 
   `eval_steps` batches are evaluated each time (all of the split when None).
+  `prompt_bank` trains a bank of prompts: 'ensemble' (gin/prompts/ensemble.gin)
+  or 'tasks' (gin/prompts/multi_task.gin).
   """
   _check_vocabulary_reachable(model)
   return train_loop.train(
@@ -197,32 +199,42 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
       total_steps=total_steps, run_config=run_cfg, checkpoint_config=checkpoint_cfg,
       eval_period=eval_period, eval_config=_eval_config(infer_eval_dataset_cfg, eval_mode,
                                                         eval_steps),
-      log_every=log_every, config_text=gin.config_str())
+      log_every=log_every, config_text=gin.config_str(), prompt_bank=prompt_bank)
 
 
 def _eval_config(dataset_cfg: Optional[inputs.DatasetConfig], eval_mode: str,
-                 eval_steps: Optional[int], ensemble: bool = False
-                 ) -> Optional[evaluation.EvalConfig]:
-  """What to evaluate: `eval_steps` batches of `dataset_cfg` (all of the split when None)."""
+                 eval_steps: Optional[int], ensemble: bool = False,
+                 prompt_names: Optional[Sequence[str]] = None) -> Optional[evaluation.EvalConfig]:
+  """What to evaluate: `eval_steps` batches of `dataset_cfg` (all of the split when None).
+
+  The names of a bank's prompts, unless they are an ensemble, are the tasks they are for.
+  """
   if dataset_cfg is None:
     return None
   num_examples = eval_steps * dataset_cfg.batch_size if eval_steps else None
-  return evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples, ensemble=ensemble)
+  task_rows = None
+  if prompt_names is not None and not ensemble:
+    task_rows = {name: row for row, name in enumerate(prompt_names)}
+  return evaluation.EvalConfig(dataset_cfg, eval_mode, num_examples, ensemble=ensemble,
+                               task_rows=task_rows)
 
 
 @gin.configurable('evaluate', module='eval_script')
 def evaluate(*, model: EncoderDecoderModel, dataset_cfg: inputs.DatasetConfig, output_dir: str,
              run_cfg: run_setup.RunConfig = run_setup.RunConfig(), eval_mode: str = 'generate',
              eval_steps: Optional[int] = None, checkpoint_path: Optional[str] = None,
-             ensemble: bool = False) -> Dict[str, Dict[str, Any]]:
+             ensemble: bool = False,
+             prompt_files: Optional[Mapping[str, str]] = None) -> Dict[str, Dict[str, Any]]:
   """Evaluates every task of `dataset_cfg`; `eval_steps` batches only, when set.
 
-  With `ensemble`, the prompts of the model's bank (gin/prompts/from_files.gin) are
-  evaluated as one ensemble, all in one pass.
+  With a bank of prompts (`prompt_files`, gin/prompts/from_files.gin), each task is
+  evaluated with the prompt of its name; with `ensemble`, all the prompts are one
+  ensemble for each task, evaluated in one pass.
   """
   _check_vocabulary_reachable(model)
-  return inference.evaluate(model=model,
-                            eval_config=_eval_config(dataset_cfg, eval_mode, eval_steps, ensemble),
+  eval_config = _eval_config(dataset_cfg, eval_mode, eval_steps, ensemble,
+                             None if prompt_files is None else list(prompt_files))
+  return inference.evaluate(model=model, eval_config=eval_config,
                             output_dir=output_dir, run_config=run_cfg,
                             checkpoint_path=checkpoint_path)
 

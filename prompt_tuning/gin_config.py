@@ -50,7 +50,8 @@ def _register() -> None:
       (decoding.DecodingMethod, decoding),
       (optimizer.adafactor, optimizer), (optimizer.warmup_then_decay, optimizer),
       (checkpointing.CheckpointConfig, checkpointing), (evaluation.EvalConfig, evaluation),
-      (inputs.task_vocabulary, inputs), (run_setup.RunConfig, run_setup),
+      (inputs.task_vocabulary, inputs), (inputs.task_count, inputs),
+      (run_setup.RunConfig, run_setup),
   ]
   for fn_or_cls, module in configurables:
     gin.external_configurable(fn_or_cls, module=module.__name__)

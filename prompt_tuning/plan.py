@@ -16,6 +16,7 @@ A run that does not fit ends in one line `error: does not fit ...` saying
 what to change (exit status 2), as does a wrong setting.
 """
 
+import dataclasses
 import os
 
 # The planner compiles for libtpu's compile-only devices and never runs on an accelerator:
@@ -67,8 +68,13 @@ def configured_run():
   for selector, dataset in RUN_COMMANDS:
     if gin.get_bindings(selector, resolve_references=False):
       bound = gin.get_bindings(selector)
-      return (bound['model'], bound.get('optimizer'), bound.get('run_cfg', run_setup.RunConfig()),
-              bound[dataset])
+      model, dataset_config = bound['model'], bound[dataset]
+      if bound.get('prompt_bank') == 'ensemble' or bound.get('ensemble'):
+        # Every example runs once per member: the steps see BATCH_SIZE * K rows.
+        dataset_config = dataclasses.replace(
+            dataset_config, batch_size=dataset_config.batch_size * model.prompt_bank_size)
+      return (model, bound.get('optimizer'), bound.get('run_cfg', run_setup.RunConfig()),
+              dataset_config)
   raise cli.CommandLineError('The gin files configure no run: pass a recipe, or a model file '
                              'and gin/runs/prompt_finetune.gin (or prompt_eval.gin).')
 

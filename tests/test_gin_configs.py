@@ -21,13 +21,13 @@ import seqio
 from flax import linen as nn
 from flax import traverse_util
 
-from prompt_tuning import cli, commands, data, gin_config
+from prompt_tuning import cli, commands, data, gin_config, plan
 from prompt_tuning.models import t5
 from prompt_tuning.runtime import optimizer, train_loop
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REQUIRED_MACROS = {'train': commands.TRAIN_MACROS, 'eval': commands.EVAL_MACROS,
-                   'infer': commands.INFER_MACROS}
+                   'infer': commands.INFER_MACROS, 'plan': plan.REQUIRED_MACROS}
 
 GENERIC_MODEL = 'gin/models/t5_1_1_prompt.gin'
 TINY_MODEL = (GENERIC_MODEL, 'gin/models/sizes/tiny.gin')
@@ -111,7 +111,11 @@ def parse_command(argv: Sequence[str]) -> str:
   files, bindings = [], []
   for arg in cli.rewrite_gin_args(argv[3:]):
     flag, _, value = arg.partition('=')
+    if script == 'plan' and flag in ('--topology', '--mesh'):  # the planner's own flags
+      continue
     {'--gin_file': files, '--gin_bindings': bindings}[flag].append(value)
+  if script == 'plan':
+    bindings += plan.COMMAND_BINDINGS
   gin.clear_config()
   gin_config.parse(files, bindings)
   gin_config.require_macros(REQUIRED_MACROS[script])
@@ -447,3 +451,23 @@ def test_an_unknown_data_source_is_a_one_line_error_naming_the_macro():
     with data.reading_from('hub'):
       pass
   assert data.current_sources().source == 'tfds'
+
+
+def test_the_table_3_overlay_trains_five_prompts_of_one_task_as_an_ensemble(train_arguments):
+  args = train_arguments([RTE, 'configs/ensembles/five_prompts.gin'])
+  assert args['prompt_bank'] == 'ensemble'
+  assert args['train_dataset_config'].mixture_or_task_name == 'taskless_super_glue_rte_v102'
+  prompt_config = args['model'].module.prompt_config
+  assert prompt_config.num_prompts == 5 and prompt_config.length == 100
+  bank = np.asarray(prompt_config.init(jax.random.key(0), (5, 100, EMBEDDING_SHAPE[1])))
+  labels = len(_macro('CLASS_LABELS'))
+  # The class-label rows are every member's; the sampled rows are each member's own.
+  assert all(np.array_equal(bank[k, :labels], bank[0, :labels]) for k in range(5))
+  assert all(not np.array_equal(bank[k, labels:], bank[0, labels:]) for k in range(1, 5))
+
+
+def test_the_multi_task_overlay_trains_one_prompt_per_task_of_the_mixture(train_arguments):
+  args = train_arguments(['configs/super_glue/mixture.gin', 'gin/prompts/multi_task.gin'])
+  assert args['prompt_bank'] == 'tasks'
+  tasks = seqio.get_mixture_or_task('taskless_super_glue_v102_proportional').tasks
+  assert args['model'].module.prompt_config.num_prompts == len(tasks) > 1

@@ -216,3 +216,20 @@ def test_xxl_fits_on_16_v3_chips_as_its_model_file_sets_it(plan_commands):
   frozen = re.search(r'frozen weights\s+([0-9.]+) GiB', out)
   assert frozen and 5.0 < float(frozen.group(1)) < 5.6, out
   assert out.rstrip().endswith('fits')
+
+
+def test_an_ensemble_is_planned_with_a_row_per_example_and_member():
+  from prompt_tuning import plan as plan_command  # pylint: disable=g-import-not-at-top
+  h.parse_gin((PLAN_GIN[0], 'gin/prompts/ensemble.gin', *PLAN_GIN[1:]),
+              {**TOY_MACROS, 'MODEL_DIR': "'/tmp/unused'", 'ENSEMBLE_SIZE': '3'})
+  model, tx, run_config, dataset_config = plan_command.configured_run()
+  assert model.prompt_bank_size == 3 and dataset_config.batch_size == 3 * BATCH
+  plan = aot.plan(model, tx, run_config, dataset_config, chips.parse('cpu-1'), decode=False)
+  assert plan.fits
+  # As in the test above, with K=3 of everything the prompt has, and a batch of 3 x 8 rows
+  # that carry their `prompt_index`. The [1] placeholders of the unused factors are read now
+  # (by the select that keeps a left-out prompt's state): 4 bytes each.
+  prompt = 4 * model.module.config.emb_dim * 4
+  batch = sum(3 * BATCH * length * 4 for length in (12, 4, 4, 4, 1))
+  state = 4 + 8 + 3 * (4 + 4 + 4 + prompt + 4 + 4)
+  assert plan.train.argument_bytes == plan.frozen_bytes + 3 * prompt + batch + state

@@ -146,7 +146,7 @@ DEMO_FINAL_LINE = re.compile(r'final eval demo_sentiment: accuracy ([\d.]+)$')
 
 def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, served):
   results, demo_dir = served
-  train, evaluate, infer = [c for c in COMMANDS if is_demo(c)]
+  train, evaluate, infer = [c for c in COMMANDS if is_demo(c) and 'ensemble' not in c]
   assert 'prompt_tuning.train' in train and 'prompt_tuning.eval' in evaluate
   trained = checked(results[train])
   printed = trained.splitlines()
@@ -172,3 +172,17 @@ def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, serv
   inspected = run(tensorboard.replace(DEMO_DIR, str(demo_dir)) + ' --inspect', env, timeout=120)
   for tag in ('loss', 'accuracy', 'learning_rate', 'timing/steps_per_second'):
     assert tag in inspected
+
+
+def test_the_demo_ensemble_trains_its_members_in_one_run_and_each_learns(served):
+  results, demo_dir = served
+  (command,) = [c for c in COMMANDS if is_demo(c) and 'gin/prompts/ensemble.gin' in c]
+  printed = checked(results[command]).splitlines()
+  final = [line for line in printed if line.startswith('final eval demo_sentiment: ')][-1]
+  metrics = dict(re.findall(r'([\w/]+) ([\d.]+)', final.split(': ', 1)[1]))
+  members = [f'member_{k}/accuracy' for k in range(3)]
+  assert set(metrics) == {'accuracy', *members, 'mean/accuracy', 'best/accuracy'}, final
+  assert all(float(value) >= 95 for value in metrics.values()), final  # chance is 50
+  assert final in README  # what the README shows is what the run printed
+  exports = demo_dir.parent / 'demo_ensemble' / 'numpy_checkpoints' / 'checkpoint_300'
+  assert all((exports / f'member_{k}.npy').exists() for k in range(3))

@@ -26,6 +26,16 @@ INFER_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', *h.INFER_GIN[1:]
 INFER_FILE_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_file.gin', *h.INFER_GIN[1:])
 EVAL_BANK_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_files.gin', *h.EVAL_GIN[1:])
 ENSEMBLE_MEMBERS = ('trained', 'random', 'trained_again')
+# An ensemble trained in one run, from three prompt files; its member 1 also trained alone.
+ENSEMBLE_TRAIN_GIN = (h.MODEL_GIN[0], 'gin/prompts/ensemble.gin', 'gin/prompts/from_files.gin',
+                      *h.TRAIN_GIN[1:])
+ALONE_TRAIN_GIN = (h.MODEL_GIN[0], 'gin/prompts/from_file.gin', *h.TRAIN_GIN[1:])
+ENSEMBLE_STEPS = 5
+# A bank of task prompts trained on the parity task and its flipped twin.
+TASKS_TRAIN_GIN = (h.MODEL_GIN[0], 'gin/prompts/multi_task.gin', *h.TRAIN_GIN[1:])
+MIXTURE = {'MIXTURE_OR_TASK_NAME': "'toy_parity_mix'"}
+MIXTURE_TASKS = ('toy_parity', 'toy_parity_flipped')
+TASKS_STEPS = 10
 
 
 def mixed_requests():
@@ -53,23 +63,47 @@ def serving_commands(folder):
   return commands
 
 
-def metrics_at(model_dir, step):
-  lines = h.read_jsonl(model_dir / 'inference_eval' / f'{h.TASK}-metrics.jsonl')
+def bank_training_commands(folder):
+  """The ensemble trained in one run and its member 1 alone; a bank of task prompts trained on
+  the mixture, then evaluated from its exports, each task with its own prompt."""
+  members = {}
+  for k in range(3):
+    members[f'start_{k}'] = str(folder / f'start_{k}.npy')
+    np.save(members[f'start_{k}'],
+            np.random.default_rng(10 + k).uniform(-0.5, 0.5, (4, 64)).astype(np.float32))
+  exports = folder / 'tasks' / 'numpy_checkpoints' / f'checkpoint_{TASKS_STEPS}'
+  return {
+      'train_ensemble': h.cli_command('train', ENSEMBLE_TRAIN_GIN, h.train_macros(
+          folder / 'ensemble', ENSEMBLE_STEPS, evaluate=True, PROMPT_FILES=repr(members))),
+      'train_member_alone': h.cli_command('train', ALONE_TRAIN_GIN, h.train_macros(
+          folder / 'alone', ENSEMBLE_STEPS, evaluate=True,
+          PROMPT_FILE=repr(members['start_1']))),
+      'train_tasks': h.cli_command('train', TASKS_TRAIN_GIN, h.train_macros(
+          folder / 'tasks', TASKS_STEPS, evaluate=True, **MIXTURE)),
+      'eval_tasks': h.cli_command('eval', EVAL_BANK_GIN, h.toy_macros(
+          folder / 'eval_tasks', EVAL_STEPS='2', **MIXTURE, PROMPT_FILES=repr(
+              {task: str(exports / f'{task}.npy') for task in MIXTURE_TASKS}))),
+  }
+
+
+def metrics_at(model_dir, step, task=h.TASK):
+  lines = h.read_jsonl(model_dir / 'inference_eval' / f'{task}-metrics.jsonl')
   return {k: v for row in lines if row['step'] == step for k, v in row.items() if k != 'step'}
 
 
-def predictions_at(model_dir, step, field='prediction'):
+def predictions_at(model_dir, step, field='prediction', task=h.TASK):
   return [row[field] for row in
-          h.read_jsonl(model_dir / 'inference_eval' / f'{h.TASK}-{step:06}.jsonl')]
+          h.read_jsonl(model_dir / 'inference_eval' / f'{task}-{step:06}.jsonl')]
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   """Output folders and results of the CLI runs, made one after another in one child process
-  (`h.start_serving`): two evals, two inferences, and the serving runs."""
+  (`h.start_serving`): two evals, two inferences, the serving runs, the ensemble's eval, and
+  the bank training runs."""
   dirs = {name: tmp_path_factory.mktemp(name)
           for name in ('eval_checkpoint', 'eval_prompt_file', 'infer_split', 'infer_file',
-                       'serving', 'eval_ensemble')}
+                       'serving', 'eval_ensemble', 'bank_training')}
   inputs_file = dirs['infer_file'] / 'inputs.txt'
   inputs_file.write_text('\n'.join(RAW_INPUTS) + '\n')
   trained_dir, _ = h.trained_run()  # unless an earlier test made it
@@ -97,6 +131,7 @@ def runs(tmp_path_factory):
           dirs['eval_ensemble'], h.WIDE_MODEL, EVAL_STEPS='2', ENSEMBLE='True',
           PROMPT_FILES=repr(dict(zip(ENSEMBLE_MEMBERS,
                                      (trained_prompt, random_prompt, trained_prompt)))))),
+      **bank_training_commands(dirs['bank_training']),
   }
   results = h.start_serving(commands, tmp_path_factory.mktemp('served'))(timeout=600)
   return dirs, {name: h.check(result) for name, result in results.items()}
@@ -183,3 +218,59 @@ def test_an_ensemble_reports_each_member_their_mean_and_best_and_its_vote(runs):
     assert row['members'][0] == row['members'][2] == row['prediction']
   assert logged['accuracy'] == pytest.approx(alone)
   assert f'{h.TASK}: accuracy' in results['eval_ensemble'].stdout
+
+
+def test_each_member_of_an_ensemble_trained_in_one_run_ends_where_it_would_alone(runs):
+  dirs, results = runs
+  folder = dirs['bank_training']
+  exported = lambda run, name: np.load(folder / run / 'numpy_checkpoints' /
+                                       f'checkpoint_{ENSEMBLE_STEPS}' / name)
+  members = [exported('ensemble', f'member_{k}.npy') for k in range(3)]
+  np.testing.assert_array_equal(np.stack(members),
+                                exported('ensemble', 'encoder.prompt.prompt.prompt.npy'))
+  alone = exported('alone', 'encoder.prompt.prompt.prompt.npy')
+  start = np.load(folder / 'start_1.npy')
+  assert np.abs(alone - start).max() > 0.1  # it trained
+  # Equal but for float rounding (2.4e-5 at most here): the batches differ in size, so XLA
+  # sums in another order.
+  np.testing.assert_allclose(members[1], alone, atol=2e-4)
+  # Every member saw every example: the ensemble's member 1 scores what it scores alone (up to
+  # one of the 16 examples, should rounding tip a near tie).
+  logged = metrics_at(folder / 'ensemble', ENSEMBLE_STEPS)
+  alone_accuracy = metrics_at(folder / 'alone', ENSEMBLE_STEPS)['accuracy']
+  assert abs(logged['member_1/accuracy'] - alone_accuracy) <= 100 / 16
+  assert 'member_2/cross_ent_loss_per_token' in h.tensorboard(
+      folder / 'ensemble' / 'train')
+
+
+def test_an_ensemble_trained_in_one_run_is_evaluated_as_an_ensemble(runs):
+  dirs, _ = runs
+  folder = dirs['bank_training'] / 'ensemble'
+  logged = metrics_at(folder, ENSEMBLE_STEPS)
+  members = [logged[f'member_{k}/accuracy'] for k in range(3)]
+  assert logged['mean/accuracy'] == pytest.approx(sum(members) / 3)
+  assert logged['best/accuracy'] == max(members)
+  rows = h.read_jsonl(folder / 'inference_eval' / f'{h.TASK}-{ENSEMBLE_STEPS:06}.jsonl')
+  assert len(rows) == 2 * 8
+  for row in rows:  # the vote, by hand: a majority's answer, else member 0's
+    answers = row['members']
+    majority = [a for a in answers if answers.count(a) >= 2]
+    assert row['prediction'] == (majority[0] if majority else answers[0])
+
+
+def test_a_bank_trained_on_a_mixture_is_evaluated_and_exported_per_task(runs):
+  dirs, results = runs
+  folder = dirs['bank_training']
+  exports = folder / 'tasks' / 'numpy_checkpoints' / f'checkpoint_{TASKS_STEPS}'
+  bank = np.load(exports / 'encoder.prompt.prompt.prompt.npy')
+  for row, task in enumerate(MIXTURE_TASKS):
+    np.testing.assert_array_equal(np.load(exports / f'{task}.npy'), bank[row])
+    during_training = metrics_at(folder / 'tasks', TASKS_STEPS, task)
+    assert set(during_training) == {'accuracy'}
+    # Evaluated later from its export, each task with the prompt of its name, as in training.
+    assert metrics_at(folder / 'eval_tasks', 0, task) == pytest.approx(during_training)
+    assert (predictions_at(folder / 'eval_tasks', 0, task=task)
+            == predictions_at(folder / 'tasks', TASKS_STEPS, task=task))
+    assert f'{task}: accuracy' in results['eval_tasks'].stdout
+  assert 'toy_parity_flipped/cross_ent_loss_per_token' in h.tensorboard(
+      folder / 'tasks' / 'train')

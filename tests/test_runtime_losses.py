@@ -80,3 +80,19 @@ def test_metrics_count_examples_and_correct_tokens():
 def test_an_unknown_normalisation_is_refused():
   with pytest.raises(ValueError, match='NUM_REAL_TARGET_TOKENS'):
     losses.weighted_loss(LOGITS, TARGETS, WEIGHTS, loss_normalizing_factor='NUM_TOKENS')
+
+
+@pytest.mark.parametrize('factor', [None, 233472, 'NUM_REAL_TARGET_TOKENS'])
+def test_each_prompt_of_a_bank_has_its_loss_normalised_over_its_own_rows(factor):
+  # Rows 0 and 1 use prompts 1 and 0 of a bank of 3; prompt 2 has no row.
+  index = np.array([1, 0], np.int32)
+  loss, metrics = losses.weighted_loss(LOGITS, TARGETS, WEIGHTS, loss_normalizing_factor=factor,
+                                       prompt_index=index, num_prompts=3)
+  alone = [losses.weighted_loss(LOGITS[[row]], TARGETS[[row]], WEIGHTS[[row]],
+                                loss_normalizing_factor=factor)[0] for row in (0, 1)]
+  np.testing.assert_allclose(loss, sum(alone), rtol=1e-5)  # each prompt's loss as if alone
+  per_token = hand_token_loss(LOGITS, TARGETS, 1e-4, 0.0) - 1e-4 * log_softmax(LOGITS)[1] ** 2
+  np.testing.assert_allclose(metrics['prompt_cross_ent_loss_sum'],
+                             [np.sum(per_token[1] * WEIGHTS[1]), np.sum(per_token[0] * WEIGHTS[0]),
+                              0.0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(metrics['prompt_target_tokens'], [2.0, 3.0, 0.0])

@@ -89,3 +89,55 @@ def test_warmup_then_constant_and_warmup_then_cosine():
   assert [float(constant(s)) for s in (0, 5, 10, 1000)] == pytest.approx([0.0, 0.5, 1.0, 1.0])
   cosine = optimizer.warmup_then_decay(1.0, warmup_steps=10, decay_steps=100, end_value=0.1)
   assert [float(cosine(s)) for s in (5, 10, 110)] == pytest.approx([0.5, 1.0, 0.1])
+
+
+def _bank_step(tx, bank, grads, **extra):
+  state = tx.init({'bank': bank})
+  updates, new_state = tx.update({'bank': grads}, state, {'bank': bank}, **extra)
+  return updates['bank'], state, new_state
+
+
+# A bank of 3 prompts [3, 4, 8] whose gradients differ in scale by 100x, so that Adafactor's
+# update clipping (RMS over the whole leaf) would mix them if the bank were one leaf.
+BANK = jnp.linspace(-1.0, 1.0, 3 * 4 * 8).reshape(3, 4, 8)
+BANK_GRADS = jnp.cos(jnp.arange(3 * 4 * 8.0)).reshape(3, 4, 8) * jnp.array([1.0, 100.0, 0.01])[
+    :, None, None]
+
+
+def test_each_prompt_of_a_bank_gets_the_update_of_its_own_optimizer():
+  base = optimizer.adafactor(learning_rate=0.3, multiply_by_parameter_scale=True)
+  updates, _, _ = _bank_step(optimizer.per_row(base), BANK, BANK_GRADS)
+  for k in range(3):
+    alone, _, _ = _bank_step(base, BANK[k], BANK_GRADS[k])
+    np.testing.assert_allclose(updates[k], alone, rtol=1e-6)
+  together, _, _ = _bank_step(base, BANK, BANK_GRADS)  # what one optimizer would have done
+  assert not np.allclose(together, updates, rtol=1e-3)
+
+
+def test_a_prompt_left_out_of_a_step_keeps_its_update_and_optimizer_state_unchanged():
+  tx = optimizer.per_row(optimizer.adafactor())
+  trained = jnp.array([True, False, True])
+  updates, state, new_state = _bank_step(tx, BANK, BANK_GRADS, rows_trained=trained)
+  assert not np.any(updates[1]) and np.all(updates[0] != 0) and np.all(updates[2] != 0)
+  for old, new in zip(state_arrays(state), state_arrays(new_state)):
+    np.testing.assert_array_equal(new[1], old[1])  # step count and second moments included
+  counts = [new for new in state_arrays(new_state) if new.dtype == jnp.int32]
+  assert counts and all(list(c) == [1, 0, 1] for c in counts)
+  assert float(optimizer.current_learning_rate(new_state)) == pytest.approx(0.3)
+
+
+def test_a_bank_in_the_masked_optimizer_gets_per_prompt_optimizers_and_frozen_leaves_none():
+  params = {'encoder': {'prompt': {'prompt': {'prompt': BANK}}},
+            'token_embedder': {'embedding': jnp.ones((300, 8))}}
+  labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
+  tx = optimizer.masked(optimizer.adafactor(), labels,
+                        per_row_paths=('encoder/prompt/prompt/prompt',))
+  grads = {'encoder': {'prompt': {'prompt': {'prompt': BANK_GRADS}}},
+           'token_embedder': {'embedding': jnp.ones((300, 8))}}
+  updates, state = tx.update(grads, tx.init(params), params,
+                             rows_trained=jnp.array([True, True, False]))
+  prompt_updates = leaf(updates, 'encoder/prompt/prompt/prompt')
+  alone, _, _ = _bank_step(optimizer.adafactor(), BANK[0], BANK_GRADS[0])
+  np.testing.assert_allclose(prompt_updates[0], alone, rtol=1e-6)
+  assert not np.any(prompt_updates[2]) and not np.any(leaf(updates, 'token_embedder/embedding'))
+  assert max(x.size for x in state_arrays(state)) == BANK.size  # nothing for the frozen table

@@ -8,17 +8,24 @@ VOCAB_SIZE = 128
 LABELS = (10, 11)  # the two target tokens of the parity task
 
 
-def _parity_examples(num_examples: int, seed: int):
-  """Inputs are random tokens; the target is LABELS[first token's parity]."""
+def _parity_examples(num_examples: int, seed: int, flipped: bool = False):
+  """Inputs are random tokens; the target is LABELS[first token's parity] (the other label
+  when `flipped`)."""
   rng = np.random.default_rng(seed)
   for i in range(num_examples):
     length = rng.integers(4, 9)
     tokens = rng.integers(20, VOCAB_SIZE, size=length).astype(np.int32)
-    yield {'inputs': tokens, 'targets': np.array([LABELS[tokens[0] % 2]], np.int32), 'idx': i}
+    label = LABELS[(tokens[0] + flipped) % 2]
+    yield {'inputs': tokens, 'targets': np.array([label], np.int32), 'idx': i}
 
 
-def register_parity_task(name: str = 'toy_parity', num_train: int = 512, num_validation: int = 32):
-  """Registers (once) a task with 'train' and 'validation' splits of the parity problem."""
+def register_parity_task(name: str = 'toy_parity', num_train: int = 512, num_validation: int = 32,
+                         flipped: bool = False):
+  """Registers (once) a task with 'train' and 'validation' splits of the parity problem.
+
+  `flipped` swaps the labels: the same inputs, the opposite answers, so that one prompt
+  cannot serve both tasks.
+  """
   if name in seqio.TaskRegistry.names():
     return seqio.get_mixture_or_task(name)
   sizes = {'train': num_train, 'validation': num_validation}
@@ -27,7 +34,7 @@ def register_parity_task(name: str = 'toy_parity', num_train: int = 512, num_val
     del shuffle_files, seed
     # From tensors rather than a Python generator, so that T5X can checkpoint the iterator:
     # inputs padded to one length, then cut back to their own.
-    examples = list(_parity_examples(sizes[split], 0 if split == 'train' else 1))
+    examples = list(_parity_examples(sizes[split], 0 if split == 'train' else 1, flipped))
     lengths = [len(e['inputs']) for e in examples]
     padded = np.zeros((len(examples), max(lengths)), np.int32)
     for row, e in zip(padded, examples):
@@ -76,6 +83,15 @@ def register_reverse_task(name: str = 'toy_reverse'):
       output_features=features)
 
 
+def register_parity_mixture(name: str = 'toy_parity_mix'):
+  """Registers (once) the parity task and its flipped twin as one mixture, at equal rates."""
+  if name in seqio.MixtureRegistry.names():
+    return seqio.get_mixture_or_task(name)
+  register_parity_task('toy_parity_flipped', flipped=True)
+  return seqio.MixtureRegistry.add(name, ['toy_parity', 'toy_parity_flipped'], default_rate=1.0)
+
+
 # Importing this module (MIXTURE_OR_TASK_MODULE) registers the tasks.
 register_parity_task()
 register_reverse_task()
+register_parity_mixture()

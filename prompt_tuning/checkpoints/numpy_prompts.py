@@ -23,14 +23,16 @@ def prompt_file_name(param_path: str = PROMPT_PARAM_PATH) -> str:
   return param_path.replace('/', '.') + '.npy'
 
 
-def write_prompt(directory: str, prompt: Any, param_path: str = PROMPT_PARAM_PATH) -> str:
+def write_prompt(directory: str, prompt: Any, param_path: str = PROMPT_PARAM_PATH,
+                 file_name: Optional[str] = None) -> str:
   """Writes `prompt` ([P, H] or a bank [K, P, H]) as `<directory>/<param path with dots>.npy`.
 
+  Or as `<directory>/<file_name>` when given (a bank's row, named after its task).
   The file appears whole or not at all. Returns its path.
   """
   buffer = io.BytesIO()
   np.save(buffer, np.asarray(prompt), allow_pickle=False)
-  path = f'{directory.rstrip("/")}/{prompt_file_name(param_path)}'
+  path = f'{directory.rstrip("/")}/{file_name or prompt_file_name(param_path)}'
   storage.write_bytes(path, buffer.getvalue())
   return path
 

@@ -179,10 +179,16 @@ def scanned_layer_flops(step_fn, args: tuple, layout: run_setup.Layout,
 
 
 def _abstract_batch(layout: run_setup.Layout) -> Dict[str, jax.ShapeDtypeStruct]:
-  """The global batch as the loop hands it to the step: int32 features split on `data`."""
+  """The global batch as the loop hands it to the step: int32 features split on `data`.
+
+  With a prompt bank, also each row's `prompt_index` [B].
+  """
   sharding = partitioning.data_sharding(layout.mesh)
+  shapes = dict(layout.input_shapes)
+  if layout.model.prompt_bank_size:
+    shapes['prompt_index'] = shapes['encoder_input_tokens'][:1]
   return {name: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=sharding)
-          for name, shape in layout.input_shapes.items()}
+          for name, shape in shapes.items()}
 
 
 def _decode_model(model: EncoderDecoderModel) -> EncoderDecoderModel:

@@ -11,8 +11,9 @@ reads back wrong (its checksums differ) or not at all is skipped on resume.
 
 Alongside, fully replicated trainable parameters (the prompt) are exported as
 `numpy_checkpoints/checkpoint_<step>/<param path with dots>.npy`, the naming
-of T5X prompt tuning's released prompts. An export is redone on resume when
-a kill left it missing or different from its checkpoint.
+of T5X prompt tuning's released prompts; each prompt of a trained bank also as
+`<its row name>.npy` (a task's name, or `member_<k>`). An export is redone on
+resume when a kill left it missing or different from its checkpoint.
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ from prompt_tuning import checkpoints
 from prompt_tuning import storage
 from prompt_tuning.checkpoints.errors import CheckpointError, one_line
 from prompt_tuning.errors import UserError
+from prompt_tuning.models import prompted
 from prompt_tuning.runtime.trainer import TrainState
 
 Params = Any
@@ -155,9 +157,12 @@ def changed_settings(saved: Settings, current: Settings) -> Dict[str, Tuple[Any,
 class Checkpointer:
   """Saves, verifies and restores the training state of one run in MODEL_DIR."""
 
-  def __init__(self, model_dir: str, config: CheckpointConfig = CheckpointConfig()):
+  def __init__(self, model_dir: str, config: CheckpointConfig = CheckpointConfig(),
+               bank_names: Sequence[str] = ()):
+    """`bank_names` name the rows of a trained prompt bank, each also exported on its own."""
     self.model_dir = model_dir
     self.period = config.period
+    self.bank_names = tuple(bank_names)
     self.corrupt: Dict[int, str] = {}  # step -> why it was skipped
     # The period is applied here, so that orbax does not also save the first step it sees.
     options = ocp.CheckpointManagerOptions(
@@ -192,7 +197,7 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
                                                      run=ocp.args.JsonSave(record)), force=True)
     self._manager.wait_until_finished()
-    export_numpy(state.trainable, self.numpy_dir(step))
+    export_numpy(state.trainable, self.numpy_dir(step), self.bank_names)
     return True
 
   def numpy_dir(self, step: int) -> str:
@@ -343,8 +348,8 @@ class Checkpointer:
         storage.remove(stale)
     if jax.process_index() != 0:
       return
-    for path, x in _exported(state.trainable).items():
-      file = f'{directory}/{checkpoints.prompt_file_name(path)}'
+    for name, x in _exported(state.trainable, self.bank_names).items():
+      file = f'{directory}/{name}'
       try:
         exported = np.load(io.BytesIO(storage.read_bytes(file)), allow_pickle=False)
         if np.array_equal(exported, x, equal_nan=False) and exported.dtype == x.dtype:
@@ -352,26 +357,37 @@ class Checkpointer:
       except (CheckpointError, ValueError, EOFError):
         pass
       logging.warning('Redoing the export %s (missing or different from its checkpoint).', file)
-      checkpoints.write_prompt(directory, x, param_path=path)
+      checkpoints.write_prompt(directory, x, file_name=name)
 
   def close(self) -> None:
     self._manager.close()
 
 
-def _exported(trainable: Params) -> Dict[str, np.ndarray]:
-  """The fully replicated trainable arrays, by '/'-joined path, as numpy (no gather needed)."""
-  return {path: np.asarray(x.addressable_data(0))
-          for path, x in flax.traverse_util.flatten_dict(prune(trainable), sep='/').items()
-          if x.is_fully_replicated}
+def _exported(trainable: Params, bank_names: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+  """The fully replicated trainable arrays by file name, as numpy (no gather needed).
+
+  '<param path with dots>.npy' for each; with `bank_names`, also '<name>.npy' for each
+  row of the prompt bank.
+  """
+  exported = {}
+  for path, x in flax.traverse_util.flatten_dict(prune(trainable), sep='/').items():
+    if not x.is_fully_replicated:
+      continue
+    value = np.asarray(x.addressable_data(0))
+    exported[checkpoints.prompt_file_name(path)] = value
+    if bank_names and path == prompted.PROMPT_PATH:
+      exported.update({f'{name}.npy': row for name, row in zip(bank_names, value)})
+  return exported
 
 
-def export_numpy(trainable: Params, directory: str) -> None:
+def export_numpy(trainable: Params, directory: str, bank_names: Sequence[str] = ()) -> None:
   """Writes each fully replicated trainable array as `<directory>/<path with dots>.npy`.
 
+  With `bank_names`, each row of the prompt bank also as `<directory>/<name>.npy`.
   Only process 0 writes; every process holds a whole replica, so no gather.
   Each file appears whole or not at all.
   """
   if jax.process_index() != 0:
     return
-  for path, x in _exported(trainable).items():
-    checkpoints.write_prompt(directory, x, param_path=path)
+  for name, x in _exported(trainable, bank_names).items():
+    checkpoints.write_prompt(directory, x, file_name=name)

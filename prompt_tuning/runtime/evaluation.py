@@ -10,13 +10,14 @@ Metrics go to TensorBoard and JSON, predictions to JSONL, all under
 With `ensemble`, the model's bank holds K prompts for the task: every example
 runs with all K in one batched pass (`ensembles`), and each member's metrics,
 their mean and best, and the ensemble's (majority vote, or in rank mode the
-summed log-likelihoods) are reported together.
+summed log-likelihoods) are reported together. With `task_rows`, the bank
+holds a prompt per task instead, and each task is evaluated with its own.
 """
 
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
@@ -49,12 +50,14 @@ class EvalConfig:
     num_examples: evaluate on the first N examples only (None: all).
     sample_size: how many predictions to show as TensorBoard text.
     ensemble: the prompts of the model's bank are an ensemble for the task (ENSEMBLE).
+    task_rows: task name -> row of the model's bank holding that task's prompt.
   """
   dataset: inputs.DatasetConfig
   mode: str = 'generate'
   num_examples: Optional[int] = None
   sample_size: int = 8
   ensemble: bool = False
+  task_rows: Optional[Mapping[str, int]] = None
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -132,10 +135,6 @@ class Evaluator:
     if config.ensemble and not self._members:
       raise EvaluationError('ENSEMBLE=True evaluates the prompts of a bank as one ensemble: '
                             'include gin/prompts/from_files.gin and set PROMPT_FILES.')
-    if model.prompt_bank_size and not config.ensemble:
-      raise EvaluationError(f'The model has a bank of {model.prompt_bank_size} prompts '
-                            '(PROMPT_FILES); evaluate them as one ensemble with ENSEMBLE=True, '
-                            'or one prompt with gin/prompts/from_file.gin.')
     # An ensemble's metrics are logged together, once its members' are known.
     self._loggers = [logger(log_dir) for logger in loggers] if config.ensemble else []
     self._evaluators = {}
@@ -148,6 +147,13 @@ class Evaluator:
     for task in tasks:
       if task not in with_split:
         logging.warning('%s has no split %r: not evaluated.', task.name, dataset.split)
+    if model.prompt_bank_size and not config.ensemble:
+      missing = [t.name for t in with_split if t.name not in (config.task_rows or {})]
+      if missing:
+        raise EvaluationError(
+            f'The model has a bank of {model.prompt_bank_size} prompts (PROMPT_FILES) but none '
+            f'is named after task {missing[0]}; name each after its task, evaluate them as one '
+            'ensemble with ENSEMBLE=True, or one prompt with gin/prompts/from_file.gin.')
     inputs.check_vocabulary(dataset, model.vocabulary)
     with inputs.reading(dataset):  # seqio's evaluator builds its datasets here
       for task in with_split:
@@ -167,10 +173,13 @@ class Evaluator:
 
   def _predict_fn(self, params: Params, task_name: str, rng: jax.Array) -> Callable:
     batch_size = self.config.dataset.batch_size
+    task_row = (self.config.task_rows or {}).get(task_name) if self.model.prompt_bank_size else None
 
     def predict(dataset: tf.data.Dataset) -> List[Tuple[int, List[int]]]:
       results = []
       for step, (indices, features, count) in enumerate(_batches(dataset, batch_size)):
+        if task_row is not None:  # the task's own prompt of the bank
+          features['prompt_index'] = np.full(batch_size, task_row, np.int32)
         batch = partitioning.replicated_batch(features, self.mesh)
         if self.config.mode == 'rank':
           candidates = self._candidates[task_name]

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib
-from typing import ContextManager, Dict, Iterator, Mapping, Optional
+from typing import ContextManager, Dict, Iterator, List, Mapping, Optional
 
 import jax
 import numpy as np
@@ -66,6 +66,18 @@ def get_mixture_or_task(name: str) -> seqio.Task:
     hint = f'; did you mean {close}?' if close else '; is MIXTURE_OR_TASK_MODULE set?'
     raise DatasetError(f'Unknown task or mixture MIXTURE_OR_TASK_NAME={name!r}{hint}')
   return seqio.get_mixture_or_task(name)
+
+
+def task_names(mixture_or_task_name: str, module: Optional[str] = None) -> List[str]:
+  """The names of a mixture's tasks, sorted (seqio's order), or the task's own name."""
+  import_task_module(module)
+  mixture_or_task = get_mixture_or_task(mixture_or_task_name)
+  return [task.name for task in getattr(mixture_or_task, 'tasks', [mixture_or_task])]
+
+
+def task_count(mixture_or_task_name: str, module: Optional[str] = None) -> int:
+  """How many tasks the mixture has (1 for a task): a bank's size in gin/prompts/multi_task.gin."""
+  return len(task_names(mixture_or_task_name, module))
 
 
 def task_vocabulary(mixture_or_task_name: str, module: Optional[str] = None) -> seqio.Vocabulary:
@@ -124,25 +136,51 @@ def feature_shapes(task_feature_lengths: Mapping[str, int], batch_size: int) -> 
   return {name: (batch_size, length) for name, length in lengths.items()}
 
 
-def host_dataset(config: DatasetConfig, num_epochs: Optional[int] = None) -> tf.data.Dataset:
-  """This process's shard of the dataset, as unbatched model features."""
+def host_dataset(config: DatasetConfig, num_epochs: Optional[int] = None,
+                 task_rows: Optional[Mapping[str, int]] = None) -> tf.data.Dataset:
+  """This process's shard of the dataset, as unbatched model features.
+
+  With `task_rows` (task name -> row of a prompt bank), each example also gets
+  its task's row as `prompt_index`: the mixture's tasks are read one by one,
+  given the feature, and then mixed at the mixture's rates, as seqio's
+  `Mixture.get_dataset` mixes them.
+  """
   import_task_module(config.module)
   task = get_mixture_or_task(config.mixture_or_task_name)
   if config.split not in task.splits:
     raise DatasetError(f'{config.mixture_or_task_name} has no split {config.split!r}; it has '
                        f'{sorted(task.splits)}.')
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+
+  def converted(task_or_mixture) -> tf.data.Dataset:
+    dataset = task_or_mixture.get_dataset(
+        config.task_feature_lengths, split=config.split, use_cached=config.use_cached,
+        shuffle=config.shuffle, seed=config.seed, shard_info=shard, num_epochs=num_epochs)
+    return feature_converter()(dataset, config.task_feature_lengths)
+
   with reading(config):
-    dataset = task.get_dataset(config.task_feature_lengths, split=config.split,
-                               use_cached=config.use_cached, shuffle=config.shuffle,
-                               seed=config.seed, shard_info=shard, num_epochs=num_epochs)
-  return feature_converter()(dataset, config.task_feature_lengths)
+    if task_rows is None:
+      return converted(task)
+    datasets, rates = [], []
+    for subtask in getattr(task, 'tasks', [task]):
+      if config.split not in subtask.splits:  # as seqio's Mixture skips it
+        continue
+      row = tf.constant(task_rows[subtask.name], tf.int32)
+      datasets.append(converted(subtask).map(lambda ex, row=row: {**ex, 'prompt_index': row}))
+      rates.append(float(task.get_rate(subtask)) if hasattr(task, 'get_rate') else 1.0)
+  seed = config.seed if config.seed is not None else (None if config.shuffle else 42)  # seqio's
+  return tf.data.Dataset.sample_from_datasets(datasets, rates, seed=seed,
+                                              stop_on_empty_dataset=True)
 
 
-def train_batches(config: DatasetConfig, skip_batches: int = 0) -> Iterator[Batch]:
-  """Endless local batches of this host's rows, resumed after `skip_batches`."""
+def train_batches(config: DatasetConfig, skip_batches: int = 0,
+                  task_rows: Optional[Mapping[str, int]] = None) -> Iterator[Batch]:
+  """Endless local batches of this host's rows, resumed after `skip_batches`.
+
+  With `task_rows`, each row carries its task's `prompt_index` (see `host_dataset`).
+  """
   local_batch_size = config.batch_size // jax.process_count()
-  dataset = host_dataset(config, num_epochs=None)
+  dataset = host_dataset(config, num_epochs=None, task_rows=task_rows)
   dataset = dataset.batch(local_batch_size, drop_remainder=True).skip(skip_batches)
   # tf.data prepares batches on background threads while the device computes.
   return dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()

@@ -79,12 +79,18 @@ class EncoderDecoderModel:
 
   def loss_fn(self, params: Params, batch: Batch,
               dropout_rng: Optional[Array]) -> Tuple[Array, Dict[str, Array]]:
-    """The training objective and summed metrics of a batch."""
+    """The training objective and summed metrics of a batch.
+
+    With a prompt bank, each prompt's loss is normalised over its own rows and
+    the objective is their sum (`losses.weighted_loss`).
+    """
     weights = batch.get('decoder_loss_weights', batch['decoder_target_tokens'] > 0)
+    bank = {'prompt_index': batch['prompt_index'], 'num_prompts': self.prompt_bank_size} \
+        if self.prompt_bank_size else {}
     return losses.weighted_loss(
         self.logits(params, batch, dropout_rng), batch['decoder_target_tokens'], weights,
         z_loss=self.z_loss, label_smoothing=self.label_smoothing,
-        loss_normalizing_factor=self.loss_normalizing_factor)
+        loss_normalizing_factor=self.loss_normalizing_factor, **bank)
 
   def predict_batch(self, params: Params, batch: Batch, max_decode_length: int,
                     rng: Optional[Array] = None) -> Tuple[Array, Array]:

@@ -5,7 +5,9 @@ The parameter tree is kept as two complementary views of the same structure:
 Gradients are taken of `trainable` only, so the frozen weights are closed
 over and never differentiated. The optimizer is an `optax.multi_transform`
 over the whole tree that sends frozen leaves to `set_to_zero`: they get no
-optimizer state at all.
+optimizer state at all. A prompt bank `[K, P, H]` gets one optimizer per
+prompt (`per_row`), so that Adafactor's update clipping and statistics never
+mix prompts, and a prompt that no example of a batch used is left as it was.
 """
 
 import re
@@ -13,6 +15,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import flax
 import jax
+import jax.numpy as jnp
 import optax
 
 from prompt_tuning.errors import UserError
@@ -82,12 +85,59 @@ def warmup_then_decay(peak_value: float, warmup_steps: int = 0, decay_steps: int
                                             warmup_steps + decay_steps, end_value)
 
 
-def masked(base: optax.GradientTransformation, labels: Params) -> optax.GradientTransformation:
-  """`base` on the trainable leaves; frozen leaves get no update and no state."""
-  return optax.multi_transform({'trainable': base, 'frozen': optax.set_to_zero()}, labels)
+def per_row(base: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+  """`base` run separately on each row of `[K, ...]` leaves: K optimizers with K states.
+
+  The update takes `rows_trained` ([K] bool, optional): a row left out keeps its
+  optimizer state (step count included) and gets a zero update, exactly as if
+  that step had not happened for it.
+  """
+
+  def init(params):
+    return jax.vmap(base.init)(params)
+
+  def update(updates, state, params=None, *, rows_trained: Optional[jax.Array] = None, **extra):
+    del extra
+    new_updates, new_state = jax.vmap(base.update)(updates, state, params)
+    if rows_trained is None:
+      return new_updates, new_state
+
+    def where_trained(new, old):
+      return jnp.where(rows_trained.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
+    new_state = jax.tree_util.tree_map(where_trained, new_state, state)
+    new_updates = jax.tree_util.tree_map(lambda u: where_trained(u, jnp.zeros_like(u)),
+                                         new_updates)
+    return new_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def masked(base: optax.GradientTransformation, labels: Any,
+           per_row_paths: Sequence[str] = ()) -> optax.GradientTransformationExtraArgs:
+  """`base` on the trainable leaves; frozen leaves get no update and no state.
+
+  `labels` is a tree of 'trainable'/'frozen' (or a function of the parameters that
+  returns one). Trainable leaves at `per_row_paths` ('/'-joined: prompt banks, with
+  `labels` a tree) get `per_row(base)`, whose update takes `rows_trained`.
+  """
+  transforms = {'trainable': base, 'frozen': optax.set_to_zero()}
+  if per_row_paths:
+    flat = flax.traverse_util.flatten_dict(labels, sep='/')
+    flat.update({path: 'per_row' for path in per_row_paths if flat.get(path) == 'trainable'})
+    labels = flax.traverse_util.unflatten_dict(flat, sep='/')
+    # Only the groups in use: a bank alone keeps no state for an empty 'trainable' group.
+    transforms = {label: {**transforms, 'per_row': per_row(base)}[label]
+                  for label in set(flat.values())}
+  return optax.multi_transform(transforms, labels)
 
 
 def current_learning_rate(opt_state: optax.OptState) -> Optional[jax.Array]:
-  """The learning rate of the last update, as recorded by `optax.inject_hyperparams`."""
-  hyperparams = optax.tree_utils.tree_get(opt_state, 'hyperparams')
-  return None if hyperparams is None else hyperparams['learning_rate']
+  """The learning rate of the last update, as recorded by `optax.inject_hyperparams`.
+
+  Per-row optimizers each record theirs (`[K]`); their mean is returned.
+  """
+  hyperparams = optax.tree_utils.tree_get_all_with_path(opt_state, 'hyperparams')
+  if not hyperparams:
+    return None
+  return jnp.mean(hyperparams[0][1]['learning_rate'])

@@ -7,7 +7,7 @@ never waits on the device in between.
 
 import os
 import time
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -43,11 +43,15 @@ class TrainSummaries:
 
   Attributes:
     tokens_per_example: input plus target positions of one example, for tokens/s.
+    prompt_names: the rows of a trained prompt bank, each of which gets its own
+      '<name>/cross_ent_loss_per_token'.
   """
 
-  def __init__(self, model_dir: str, total_steps: int, tokens_per_example: int):
+  def __init__(self, model_dir: str, total_steps: int, tokens_per_example: int,
+               prompt_names: Sequence[str] = ()):
     self.total_steps = total_steps
     self.tokens_per_example = tokens_per_example
+    self.prompt_names = tuple(prompt_names)
     self.writer = metric_writers.create_default_writer(
         os.path.join(model_dir, 'train'), just_logging=jax.process_index() > 0, asynchronous=True)
     self._pending: List[Dict[str, jax.Array]] = []
@@ -65,7 +69,8 @@ class TrainSummaries:
     """Averages the pending steps, writes them to TensorBoard and the console; returns them."""
     if not self._pending:
       return {}
-    sums = {k: float(np.sum([np.asarray(m[k]) for m in self._pending])) for k in self._pending[0]}
+    # Over the steps: per-prompt metrics stay [K].
+    sums = {k: np.sum([np.asarray(m[k]) for m in self._pending], axis=0) for k in self._pending[0]}
     steps = len(self._pending)
     elapsed = max(time.perf_counter() - self._since, 1e-9)
     tokens = max(sums['target_tokens'], 1.0)
@@ -80,6 +85,10 @@ class TrainSummaries:
     }
     if 'learning_rate' in sums:
       scalars['learning_rate'] = sums['learning_rate'] / steps
+    for name, loss, tokens in zip(self.prompt_names, sums.get('prompt_cross_ent_loss_sum', ()),
+                                  sums.get('prompt_target_tokens', ())):
+      scalars[f'{name}/cross_ent_loss_per_token'] = loss / max(tokens, 1.0)
+    scalars = {name: float(value) for name, value in scalars.items()}
     self.writer.write_scalars(step, scalars)
     logging.info('step %d/%d  loss %.4f  accuracy %.3f  %.2f steps/s  %.1f examples/s', step,
                  self.total_steps, scalars['loss'], scalars['accuracy'],

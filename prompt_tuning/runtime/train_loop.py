@@ -17,10 +17,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from prompt_tuning import errors
+from prompt_tuning import ensembles, errors
 from prompt_tuning.errors import UserError
-from prompt_tuning.runtime import (checkpointing, evaluation, inputs, partitioning, preemption,
-                                   run_lock, run_setup)
+from prompt_tuning.runtime import (banks, checkpointing, evaluation, inputs, partitioning,
+                                   preemption, run_lock, run_setup)
 from prompt_tuning.runtime import summaries as summaries_lib
 from prompt_tuning.runtime.model import EncoderDecoderModel
 from prompt_tuning.runtime.trainer import Trainer, TrainState
@@ -42,7 +42,8 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
           model_dir: str, total_steps: int, run_config: run_setup.RunConfig = run_setup.RunConfig(),
           checkpoint_config: checkpointing.CheckpointConfig = checkpointing.CheckpointConfig(),
           eval_period: int = 0, eval_config: Optional[evaluation.EvalConfig] = None,
-          log_every: int = 10, config_text: Optional[str] = None) -> TrainResult:
+          log_every: int = 10, config_text: Optional[str] = None,
+          prompt_bank: Optional[str] = None) -> TrainResult:
   """Trains the parameters that TRAINABLE_REGEXES match, from the latest checkpoint in `model_dir`.
 
   Args:
@@ -58,11 +59,13 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
     eval_config: what to evaluate every `eval_period` steps and at the end.
     log_every: steps between console/TensorBoard summaries.
     config_text: the final gin config, written to MODEL_DIR/config.gin and TensorBoard.
+    prompt_bank: what the prompts of the model's bank are: 'ensemble' or
+      'tasks' (see `banks`); None for a model with one prompt.
   """
-  if model.prompt_bank_size:
-    raise UserError(f'The model has a bank of {model.prompt_bank_size} prompts (PROMPT_FILES or '
-                    'PromptConfig.num_prompts), which this runtime does not train yet; train each '
-                    'prompt in a run of its own.')
+  rows = banks.bank_rows(prompt_bank, model, train_dataset_config)
+  if rows is not None and eval_config is not None:
+    eval_config = dataclasses.replace(eval_config, ensemble=rows.kind == 'ensemble',
+                                      task_rows=rows.task_rows)
   run = run_setup.set_up(model, run_config, train_dataset_config)
   trainer = run.trainer(optimizer)
   state = run.initial_state(trainer)
@@ -71,11 +74,12 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
   if eval_config is not None:
     evaluator = evaluation.Evaluator(model, eval_config, run.mesh, run.shardings,
                                      os.path.join(model_dir, 'inference_eval'))
-  settings = run_settings(model, train_dataset_config, total_steps)
+  settings = run_settings(model, train_dataset_config, total_steps, rows)
 
   with errors.storage_faults_reported(f'MODEL_DIR={model_dir}'), run_lock.RunLock(model_dir), \
        preemption.PreemptionWatch() as preempted:
-    checkpointer = checkpointing.Checkpointer(model_dir, checkpoint_config)
+    checkpointer = checkpointing.Checkpointer(model_dir, checkpoint_config,
+                                              rows.names if rows else ())
     try:
       restored = checkpointer.restore_latest(state, settings, may_change=('TRAIN_STEPS',))
       if restored is not None:
@@ -101,14 +105,14 @@ def train(*, model: EncoderDecoderModel, optimizer: optax.GradientTransformation
                           int(state.step))
         logging.info('Resumed from step %d of %s.', int(state.step), model_dir)
       return _loop(_Run(run, trainer, checkpointer, settings, preempted, evaluator,
-                        run_config.partitioner), state, position, train_dataset_config,
+                        run_config.partitioner, rows), state, position, train_dataset_config,
                    total_steps, eval_period, log_every, model_dir)
     finally:
       checkpointer.close()
 
 
 def run_settings(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfig,
-                 total_steps: int) -> Dict[str, Any]:
+                 total_steps: int, rows: Optional[banks.BankRows] = None) -> Dict[str, Any]:
   """What a resumed run must share with the one that saved, by macro name (TRAIN_STEPS may grow).
 
   Stored in every checkpoint, as JSON values.
@@ -128,6 +132,8 @@ def run_settings(model: EncoderDecoderModel, dataset_config: inputs.DatasetConfi
   prompt_config = getattr(model.module, 'prompt_config', None)
   if prompt_config is not None:
     settings['PROMPT_LENGTH'] = prompt_config.length
+  if rows is not None:
+    settings['prompt_bank'] = {'kind': rows.kind, 'names': list(rows.names)}
   return json.loads(json.dumps(settings))  # as they read back: lists, string keys
 
 
@@ -145,6 +151,7 @@ class _Run:
   preempted: preemption.PreemptionWatch
   evaluator: Optional[evaluation.Evaluator]
   partitioner: partitioning.Partitioner
+  bank: Optional[banks.BankRows]
 
 
 def _diverged(unchecked: List[Tuple[int, jax.Array]], latest_saved: Optional[int]) -> None:
@@ -162,10 +169,13 @@ def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.Da
           total_steps: int, eval_period: int, log_every: int, model_dir: str) -> TrainResult:
   """Steps from `state` to TOTAL_STEPS (or to a preemption), saving, logging and evaluating."""
   step_fn = run.trainer.jit_train_step(jax.tree_util.tree_map(lambda x: x.sharding, state))
-  batches = inputs.train_batches(dataset_config, skip_batches=position)
+  bank = run.bank
+  batches = inputs.train_batches(dataset_config, skip_batches=position,
+                                 task_rows=bank.task_rows if bank else None)
   tokens_per_example = sum(shape[1] for name, shape in run.setup.input_shapes.items()
                            if name in ('encoder_input_tokens', 'decoder_target_tokens'))
-  summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example)
+  summaries = summaries_lib.TrainSummaries(model_dir, total_steps, tokens_per_example,
+                                           bank.names if bank else ())
   checkpointer = run.checkpointer
   losses, eval_metrics = [], {}
   unchecked: List[Tuple[int, jax.Array]] = []  # (step, finite flag) not yet looked at
@@ -173,7 +183,10 @@ def _loop(run: _Run, state: TrainState, position: int, dataset_config: inputs.Da
   try:
     with jax.set_mesh(run.setup.mesh), run.partitioner.activation_context():
       while step < total_steps:
-        batch = partitioning.global_batch(next(batches), run.setup.mesh)
+        batch = next(batches)
+        if bank and bank.ensemble_size:  # every member trains on every example
+          batch = ensembles.expand_for_members(batch, bank.ensemble_size)
+        batch = partitioning.global_batch(batch, run.setup.mesh)
         state, metrics = step_fn(state, run.setup.frozen, batch)
         position += 1
         step += 1

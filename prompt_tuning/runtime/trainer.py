@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from prompt_tuning.models import prompted
 from prompt_tuning.runtime import optimizer as optim
 from prompt_tuning.runtime import partitioning
 from prompt_tuning.runtime.model import EncoderDecoderModel
@@ -44,7 +45,9 @@ class Trainer:
                labels: Params, param_shardings: Params, mesh: Mesh):
     self.model = model
     self.mesh = mesh
-    self.tx = optim.masked(optimizer, labels)
+    # A bank's prompts have an optimizer each: a prompt no example used is left as it was.
+    self.tx = optim.masked(optimizer, labels,
+                           per_row_paths=(prompted.PROMPT_PATH,) if model.prompt_bank_size else ())
     self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
     self._replicated = partitioning.replicated(mesh)
 
@@ -85,7 +88,8 @@ class Trainer:
       return self.model.loss_fn(optim.merge(trainable, frozen), batch, dropout_rng)
 
     (_, metrics), grads = jax.value_and_grad(loss_of_trainable, has_aux=True)(state.trainable)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.trainable)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.trainable,
+                                        **self._rows_trained(batch))
     trainable = optax.apply_updates(state.trainable, updates)
     learning_rate = optim.current_learning_rate(opt_state)
     if learning_rate is not None:
@@ -96,6 +100,15 @@ class Trainer:
     new_state = TrainState(step=state.step + 1, trainable=trainable, opt_state=opt_state,
                            rng=jax.random.key_data(rng))
     return new_state, metrics
+
+  def _rows_trained(self, batch: Dict[str, Array]) -> Dict[str, Array]:
+    """For a bank, `rows_trained` [K]: the prompts that some example with a weighted target used."""
+    if not self.model.prompt_bank_size:
+      return {}
+    weights = batch.get('decoder_loss_weights', batch['decoder_target_tokens'] > 0)
+    used = jnp.any(weights > 0, axis=-1).astype(jnp.int32)
+    counts = jax.ops.segment_sum(used, batch['prompt_index'], self.model.prompt_bank_size)
+    return {'rows_trained': counts > 0}
 
   def jit_train_step(self, state_shardings: TrainState):
     """The train step compiled once, with explicit in/out shardings and the state donated."""
