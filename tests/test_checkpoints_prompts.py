@@ -1,6 +1,7 @@
 """Prompts as `.npy` files named as in T5X prompt tuning: round trips, released prompts, errors."""
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from prompt_tuning import checkpoints
@@ -129,3 +130,16 @@ def test_a_bank_of_no_files_or_of_a_bank_file_is_one_line(tmp_path):
   np.save(tmp_path / 'bank.npy', np.zeros((2, 3, 8)))
   _one_line_error(lambda: checkpoints.read_prompt_bank({'a': str(tmp_path / 'bank.npy')}),
                   r"^PROMPT_FILES\['a'\] .*bank.npy has shape \(2, 3, 8\); expected one prompt")
+
+
+def test_a_bank_takes_the_prompt_of_a_checkpoint_beside_prompt_files(tmp_path):
+  # A training checkpoint's layout (T5X's, through orbax): the prompt under `target`.
+  prompt = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+  ocp.PyTreeCheckpointer().save(tmp_path / 'checkpoint_10' / 'state', {'target': {
+      'encoder': {'prompt': {'prompt': {'prompt': prompt}}}}})
+  np.save(tmp_path / 'b.npy', np.ones((3, 8), np.float32))
+  bank = checkpoints.read_prompt_bank({'a': str(tmp_path / 'checkpoint_10'),
+                                       'b': str(tmp_path / 'b.npy')})
+  np.testing.assert_array_equal(bank, np.stack([prompt, np.ones((3, 8), np.float32)]))
+  _one_line_error(lambda: checkpoints.read_prompt_bank({'c': str(tmp_path / 'nowhere')}),
+                  r"^PROMPT_FILES\['c'\]: No checkpoint at .*nowhere")

@@ -146,7 +146,7 @@ DEMO_FINAL_LINE = re.compile(r'final eval demo_sentiment: accuracy ([\d.]+)$')
 
 def test_the_offline_demo_learns_and_its_prompt_evaluates_and_predicts(env, served):
   results, demo_dir = served
-  train, evaluate, infer = [c for c in COMMANDS if is_demo(c) and 'ensemble' not in c]
+  train, evaluate, infer = [c for c in COMMANDS if is_demo(c) and 'gin/prompts/' not in c]
   assert 'prompt_tuning.train' in train and 'prompt_tuning.eval' in evaluate
   trained = checked(results[train])
   printed = trained.splitlines()
@@ -186,3 +186,15 @@ def test_the_demo_ensemble_trains_its_members_in_one_run_and_each_learns(served)
   assert final in README  # what the README shows is what the run printed
   exports = demo_dir.parent / 'demo_ensemble' / 'numpy_checkpoints' / 'checkpoint_300'
   assert all((exports / f'member_{k}.npy').exists() for k in range(3))
+
+
+def test_the_demo_trains_one_prompt_per_task_of_a_mixture_and_each_learns_its_task(served):
+  results, demo_dir = served
+  (command,) = [c for c in COMMANDS if is_demo(c) and 'gin/prompts/multi_task.gin' in c]
+  printed = checked(results[command]).splitlines()
+  for task in ('demo_noun', 'demo_sentiment'):
+    final = [line for line in printed if line.startswith(f'final eval {task}: ')][-1]
+    assert float(re.fullmatch(rf'final eval {task}: accuracy ([\d.]+)', final).group(1)) >= 95
+    assert final in README
+    exported = demo_dir.parent / 'demo_tasks' / 'numpy_checkpoints' / 'checkpoint_300'
+    assert (exported / f'{task}.npy').exists()

@@ -97,7 +97,7 @@ def read_prompt(path: str, expected_shape: Optional[Sequence[int]] = None,
 
 
 def prompt_bank_size(paths: Mapping[str, str]) -> int:
-  """K, the number of prompts in the bank PROMPT_FILES ({name: path of a `.npy` prompt})."""
+  """K, the number of prompts in the bank PROMPT_FILES ({name: `.npy` prompt or checkpoint})."""
   if not isinstance(paths, Mapping) or not paths:
     raise CheckpointError(f'PROMPT_FILES={paths!r}: must be a non-empty dict '
                           "{name: path of a .npy prompt}, e.g. {'rte': 'rte.npy'}.")
@@ -107,13 +107,14 @@ def prompt_bank_size(paths: Mapping[str, str]) -> int:
 def read_prompt_bank(paths: Mapping[str, str], dtype: Any = np.float32) -> np.ndarray:
   """The prompts of PROMPT_FILES, in its order, as one bank [K, P, H] cast to `dtype`.
 
-  Row k is the prompt of the k-th name; every file must hold a [P, H] prompt
-  of the same shape (see `read_array` for what else they must hold).
+  Row k is the prompt of the k-th name: a `.npy` file (see `read_array` for what it
+  must hold), or else a checkpoint that holds a prompt (a training run's
+  `checkpoint_<step>`, or T5X's). Every prompt must be [P, H], of one shape.
   """
   prompt_bank_size(paths)
   prompts = []
   for name, path in paths.items():
-    prompt = read_array(path, f'PROMPT_FILES[{name!r}]')
+    prompt = _read_member(path, f'PROMPT_FILES[{name!r}]')
     if prompt.ndim != 2:
       raise CheckpointError(f'PROMPT_FILES[{name!r}] {path} has shape {prompt.shape}; expected '
                             'one prompt [PROMPT_LENGTH, embed].')
@@ -124,6 +125,17 @@ def read_prompt_bank(paths: Mapping[str, str], dtype: Any = np.float32) -> np.nd
                             'share one shape.')
     prompts.append(prompt)
   return np.stack(prompts).astype(dtype)
+
+
+def _read_member(path: str, what: str) -> np.ndarray:
+  """The prompt of a `.npy` file, or of the checkpoint at `path`."""
+  if path.endswith('.npy'):
+    return read_array(path, what)
+  from prompt_tuning.checkpoints import loader  # pylint: disable=g-import-not-at-top  # imports us
+  try:
+    return loader.open_checkpoint(path).read(PROMPT_PARAM_PATH)
+  except CheckpointError as e:
+    raise CheckpointError(f'{what}: {e}') from None
 
 
 def check_shape(prompt: np.ndarray, expected_shape: Optional[Sequence[int]], what: str) -> None:

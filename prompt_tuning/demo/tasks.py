@@ -117,3 +117,9 @@ if 'demo_pretraining' not in seqio.MixtureRegistry.names():
   seqio.MixtureRegistry.add('demo_pretraining', list(PRETRAINING_TASKS), default_rate=1.0)
 # What the prompt learns: the same reviews, with no instruction.
 _register('demo_sentiment', '', 'sentiment')
+# For a bank of task prompts (gin/prompts/multi_task.gin): the same bare reviews, one prompt
+# answering with the sentiment and one with the noun.
+_register('demo_noun', '', 'noun')
+if 'demo_sentiment_and_noun' not in seqio.MixtureRegistry.names():
+  seqio.MixtureRegistry.add('demo_sentiment_and_noun', ['demo_sentiment', 'demo_noun'],
+                            default_rate=1.0)
