@@ -13,6 +13,7 @@ downloads nothing, writes only the optional JSON.
 """
 
 import argparse
+import sys
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
@@ -92,10 +93,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
-  args = parse_args(argv)
-  return two_ways.report(run(args), args.json)
+  return two_ways.main(parse_args, run, argv)
 
 
 if __name__ == '__main__':
-  import sys  # pylint: disable=g-import-not-at-top
   main(sys.argv[1:])

@@ -12,6 +12,7 @@ Reads nothing from disk, downloads nothing, writes only the optional JSON.
 """
 
 import argparse
+import sys
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
@@ -82,10 +83,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
-  args = parse_args(argv)
-  return two_ways.report(run(args), args.json)
+  return two_ways.main(parse_args, run, argv)
 
 
 if __name__ == '__main__':
-  import sys  # pylint: disable=g-import-not-at-top
   main(sys.argv[1:])

@@ -74,3 +74,10 @@ def report(results: Dict[str, Any], json_path: str = '') -> Dict[str, Any]:
     with open(json_path, 'w') as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def main(parse: Callable[[Sequence[str]], argparse.Namespace],
+         run: Callable[[argparse.Namespace], Dict[str, Any]], argv: Sequence[str]) -> Dict[str, Any]:
+  """A benchmark script's `main`: parses `argv`, runs, prints the table (and the JSON)."""
+  args = parse(argv)
+  return report(run(args), args.json)

@@ -1,8 +1,11 @@
 """Log-likelihoods of target sequences under an encoder-decoder, and rank classification.
 
-Works with any Flax model that has T5X's `encode`/`decode` methods. Knows
-nothing of tasks, vocabularies or label text: candidates arrive as token ids.
-Each input is encoded once, and that encoder output serves every candidate.
+Works with any Flax model that has T5X's `encode`/`decode` methods (with
+`decoder_segment_ids`). Knows nothing of tasks, vocabularies or label text:
+candidates arrive as token ids. Each input is encoded once, and its
+candidates are decoded together as one packed sequence over that one encoder
+output, so that the cross-attention keys and values are computed once per
+input rather than once per candidate.
 """
 
 from typing import Any, Optional, Tuple
@@ -37,13 +40,13 @@ def sequence_log_likelihood(logits: Array, targets: Array,
   """Sum over positions of log p(target), in float32.
 
   Args:
-    logits: [B, T, V] teacher-forced logits.
-    targets: [B, T] target tokens.
-    weights: [B, T] which positions count; by default the non-padding
+    logits: [..., T, V] teacher-forced logits.
+    targets: [..., T] target tokens.
+    weights: [..., T] which positions count; by default the non-padding
       targets (`targets > 0`).
 
   Returns:
-    [B] log-likelihoods.
+    [...] log-likelihoods.
   """
   if weights is None:
     weights = targets > 0
@@ -57,8 +60,12 @@ def score_candidates(model: nn.Module, params: Params, encoder_input_tokens: Arr
                      **features: Array) -> Array:
   """Log-likelihood of every candidate target for every input.
 
-  The encoder runs once on the B inputs; its output is repeated for the C
-  candidates, so only the decoder runs B*C times.
+  The encoder runs once on the B inputs. The decoder runs once on [B, C*Lc]:
+  each input's C candidates packed one after another, each a segment of its own
+  (`decoder_segment_ids`), so that a candidate attends only to its own earlier
+  tokens and, with every other candidate, to the one encoder output. T5's
+  relative position biases depend only on offsets, so a candidate scores as it
+  would decoded alone.
 
   Args:
     model: an encoder-decoder with `encode` and `decode` methods.
@@ -80,14 +87,17 @@ def score_candidates(model: nn.Module, params: Params, encoder_input_tokens: Arr
   if candidate_tokens.ndim != 3 or candidate_tokens.shape[0] != batch:
     raise ValueError(f'candidate_tokens must be [C, Lc] or [B={batch}, C, Lc], got shape '
                      f'{tuple(candidate_tokens.shape)}.')
-  num_candidates = candidate_tokens.shape[1]
+  _, num_candidates, length = candidate_tokens.shape
   encoded = encode_inputs(model, params, encoder_input_tokens, **features)
-  repeat = lambda x: jnp.repeat(x, num_candidates, axis=0)
-  targets = candidate_tokens.reshape((batch * num_candidates, -1))
-  logits = model.apply({'params': params}, repeat(encoded), repeat(encoder_input_tokens),
-                       shift_right(targets, decoder_start_id), targets, enable_dropout=False,
-                       method=model.decode)
-  scores = sequence_log_likelihood(logits, targets).reshape((batch, num_candidates))
+  packed = lambda x: x.reshape((batch, num_candidates * length))
+  segments = jnp.broadcast_to(jnp.repeat(jnp.arange(1, num_candidates + 1), length),
+                              (batch, num_candidates * length))
+  logits = model.apply({'params': params}, encoded, encoder_input_tokens,
+                       packed(shift_right(candidate_tokens, decoder_start_id)),
+                       packed(candidate_tokens), decoder_segment_ids=segments,
+                       enable_dropout=False, method=model.decode)  # [B, C*Lc, V]
+  scores = sequence_log_likelihood(logits.reshape((batch, num_candidates, length, -1)),
+                                   candidate_tokens)
   return jnp.where(jnp.any(candidate_tokens > 0, axis=-1), scores, -jnp.inf)
 
 

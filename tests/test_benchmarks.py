@@ -81,6 +81,14 @@ def load_benchmark(name):
   return module
 
 
+def assert_timed_in_turns(results, ways, rounds):
+  """Each way timed once per round, at a finite positive rate; their ratio likewise."""
+  for way in ways:
+    assert len(results[way]['seconds']) == rounds
+    assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
+  assert math.isfinite(results['speed_up']) and results['speed_up'] > 0
+
+
 def test_mixed_task_serving_times_both_ways_of_batching_the_same_requests(capsys):
   serving = load_benchmark('mixed_task_serving')
   flags = ['--config=tiny', '--tasks=3', '--requests=10', '--batch_size=4', '--inputs_length=8',
@@ -92,22 +100,34 @@ def test_mixed_task_serving_times_both_ways_of_batching_the_same_requests(capsys
   per_task = [sum(r['task'] == f'task_{k}' for r in requests) for k in range(3)]
   assert results['mixed']['passes'] == 3
   assert results['one_task_at_a_time']['passes'] == sum(-(-n // 4) for n in per_task) > 3
-  for way in ('mixed', 'one_task_at_a_time'):
-    assert len(results[way]['seconds']) == 2
-    assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
-  assert math.isfinite(results['speed_up']) and results['speed_up'] > 0
+  assert_timed_in_turns(results, ('mixed', 'one_task_at_a_time'), rounds=2)
+
+
+# The decoding and scoring benchmarks on a tiny model: 5 examples in 3 batches of 2, 2 rounds.
+TINY_TWO_WAYS = {'config': 'tiny', 'examples': 5, 'batch_size': 2, 'inputs_length': 6,
+                 'prompt_length': 2, 'rounds': 2}
+
+
+def run_benchmark(name, **flags):
+  """(module, results) of benchmarks/<name>.py run in this process on TINY_TWO_WAYS and `flags`."""
+  module = load_benchmark(name)
+  settings = {**TINY_TWO_WAYS, **flags}
+  return module, module.main([f'--{flag}={value}' for flag, value in settings.items()])
 
 
 def test_ensemble_eval_times_one_batched_pass_against_the_members_one_after_another(capsys):
-  ensemble = load_benchmark('ensemble_eval')
-  results = ensemble.main(['--config=tiny', '--members=3', '--examples=5', '--batch_size=2',
-                           '--inputs_length=6', '--prompt_length=2', '--targets_length=2',
-                           '--rounds=2'])
+  _, results = run_benchmark('ensemble_eval', members=3, targets_length=2)
   assert 'speed-up (together / one after another)' in capsys.readouterr().out
   # 5 examples in 3 batches of 2: one pass each together, one per batch and member apart.
   assert results['together']['passes'] == 3
   assert results['one_after_another']['passes'] == 9
-  for way in ('together', 'one_after_another'):
-    assert len(results[way]['seconds']) == 2
-    assert math.isfinite(results[way]['examples_per_s']) and results[way]['examples_per_s'] > 0
-  assert math.isfinite(results['speed_up']) and results['speed_up'] > 0
+  assert_timed_in_turns(results, ('together', 'one_after_another'), rounds=2)
+
+
+def test_rank_scoring_times_ours_against_an_encoder_once_torch_scorer_on_the_same_weights(capsys):
+  ranking, results = run_benchmark('rank_scoring', labels=3, targets_length=3)
+  assert 'speed-up (ours / torch encoder once)' in capsys.readouterr().out
+  # The same weights both ways: the log-likelihoods agree (the script stops otherwise).
+  assert 0 <= results['max_difference'] <= ranking.TOLERANCE
+  assert results['ours']['passes'] == results['torch_encoder_once']['passes'] == 3
+  assert_timed_in_turns(results, ('ours', 'torch_encoder_once'), rounds=2)

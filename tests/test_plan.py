@@ -224,12 +224,12 @@ def test_an_ensemble_is_planned_with_a_row_per_example_and_member():
               {**TOY_MACROS, 'MODEL_DIR': "'/tmp/unused'", 'ENSEMBLE_SIZE': '3'})
   model, tx, run_config, dataset_config = plan_command.configured_run()
   assert model.prompt_bank_size == 3 and dataset_config.batch_size == 3 * BATCH
-  plan = aot.plan(model, tx, run_config, dataset_config, chips.parse('cpu-1'), decode=False)
-  assert plan.fits
-  # As in the test above, with K=3 of everything the prompt has, and a batch of 3 x 8 rows
-  # that carry their `prompt_index`. The [1] placeholders of the unused factors are read now
-  # (by the select that keeps a left-out prompt's state): 4 bytes each.
-  prompt = 4 * model.module.config.emb_dim * 4
-  batch = sum(3 * BATCH * length * 4 for length in (12, 4, 4, 4, 1))
-  state = 4 + 8 + 3 * (4 + 4 + 4 + prompt + 4 + 4)
-  assert plan.train.argument_bytes == plan.frozen_bytes + 3 * prompt + batch + state
+  # The step the planner compiles, traced on what it compiles it with (rows carry their member).
+  layout = run_setup.lay_out(model, run_config, dataset_config, devices=jax.devices()[:1])
+  batch = aot.abstract_batch(layout)
+  assert batch['prompt_index'].shape == (3 * BATCH,)
+  trainer = layout.trainer(tx)
+  trainable, frozen = optimizer.split(layout.abstract_params(), layout.labels)
+  _, metrics = jax.eval_shape(trainer.train_step, trainer.abstract_state(trainable, 0), frozen,
+                              batch)
+  assert metrics['prompt_target_tokens'].shape == (3,)

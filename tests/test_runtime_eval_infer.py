@@ -76,8 +76,7 @@ def bank_training_commands(folder):
       'train_ensemble': h.cli_command('train', ENSEMBLE_TRAIN_GIN, h.train_macros(
           folder / 'ensemble', ENSEMBLE_STEPS, evaluate=True, PROMPT_FILES=repr(members))),
       'train_member_alone': h.cli_command('train', ALONE_TRAIN_GIN, h.train_macros(
-          folder / 'alone', ENSEMBLE_STEPS, evaluate=True,
-          PROMPT_FILE=repr(members['start_1']))),
+          folder / 'alone', ENSEMBLE_STEPS, PROMPT_FILE=repr(members['start_1']))),
       'train_tasks': h.cli_command('train', TASKS_TRAIN_GIN, h.train_macros(
           folder / 'tasks', TASKS_STEPS, evaluate=True, **MIXTURE)),
       'eval_tasks': h.cli_command('eval', EVAL_BANK_GIN, h.toy_macros(
@@ -234,11 +233,6 @@ def test_each_member_of_an_ensemble_trained_in_one_run_ends_where_it_would_alone
   # Equal but for float rounding (2.4e-5 at most here): the batches differ in size, so XLA
   # sums in another order.
   np.testing.assert_allclose(members[1], alone, atol=2e-4)
-  # Every member saw every example: the ensemble's member 1 scores what it scores alone (up to
-  # one of the 16 examples, should rounding tip a near tie).
-  logged = metrics_at(folder / 'ensemble', ENSEMBLE_STEPS)
-  alone_accuracy = metrics_at(folder / 'alone', ENSEMBLE_STEPS)['accuracy']
-  assert abs(logged['member_1/accuracy'] - alone_accuracy) <= 100 / 16
   assert 'member_2/cross_ent_loss_per_token' in h.tensorboard(
       folder / 'ensemble' / 'train')
 

@@ -71,6 +71,23 @@ def test_the_encoder_runs_once_on_the_batch_whatever_the_number_of_candidates(pa
   assert encoder_batches(params, many) == [len(INPUTS)]
 
 
+def test_the_candidates_share_one_copy_of_the_encoder_output_in_one_decoder_pass(params):
+  """Cross-attention keys and values come from [B, L, H], whatever the number of candidates."""
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    if context.method_name == '__call__' and context.module.name == 'encoder_decoder_attention':
+      calls.append((args[0].shape, args[1].shape))  # queries, keys/values
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(functools.partial(scoring.score_candidates, MODEL), params, INPUTS, CANDIDATES,
+                   prompt_index=PROMPT_INDEX)
+  length = len(CANDIDATES) * CANDIDATES.shape[1]
+  assert calls and all(queries[:2] == (len(INPUTS), length) and keys[0] == len(INPUTS)
+                       for queries, keys in calls)
+
+
 def test_rank_classification_picks_the_most_likely_candidate(params, independent_scores):
   best, scores = classify(MODEL, params, INPUTS, CANDIDATES, prompt_index=PROMPT_INDEX)
   np.testing.assert_array_equal(best, independent_scores.argmax(axis=1))

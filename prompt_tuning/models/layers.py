@@ -141,9 +141,13 @@ class RelativePositionBiases(nn.Module):
 def attention_mask(query_visible: Array, key_visible: Array,
                    query_segments: Optional[Array] = None,
                    key_segments: Optional[Array] = None) -> Array:
-  """[B, Q], [B, K] visibility (and optional segment ids) -> [B, 1, Q, K] mask of 0/1."""
+  """[B, Q], [B, K] visibility (and optional segment ids) -> [B, 1, Q, K] mask of 0/1.
+
+  Segments are compared when both are given; with query segments only, every
+  query segment sees all the keys (several decoded sequences over one input).
+  """
   mask = (query_visible[:, :, None] > 0) & (key_visible[:, None, :] > 0)
-  if query_segments is not None:
+  if query_segments is not None and key_segments is not None:
     mask &= query_segments[:, :, None] == key_segments[:, None, :]
   return mask[:, None].astype(jnp.float32)
 

@@ -178,7 +178,7 @@ def scanned_layer_flops(step_fn, args: tuple, layout: run_setup.Layout,
   return (every - once) / layout.mesh.size
 
 
-def _abstract_batch(layout: run_setup.Layout) -> Dict[str, jax.ShapeDtypeStruct]:
+def abstract_batch(layout: run_setup.Layout) -> Dict[str, jax.ShapeDtypeStruct]:
   """The global batch as the loop hands it to the step: int32 features split on `data`.
 
   With a prompt bank, also each row's `prompt_index` [B].
@@ -239,7 +239,7 @@ def plan(model: EncoderDecoderModel, optimizer: Optional[optax.GradientTransform
     return dataclasses.replace(plan_so_far, refused=(
         f'the frozen weights alone need {plan_so_far.frozen_bytes / 2**30:.2f} GiB per device, '
         f'more than its {topology.device_memory / 2**30:.2f} GiB'))
-  batch = _abstract_batch(layout)
+  batch = abstract_batch(layout)
   steps = {}
   try:
     if optimizer is not None:
