@@ -7,6 +7,8 @@ would, and the restart (in this process) finishes the run. The toy model has
 no dropout, so the RNG's round trip is checked on the Checkpointer itself.
 """
 
+import ast
+import json
 import signal
 
 import flax
@@ -88,12 +90,23 @@ def test_a_checkpoint_holds_the_prompt_and_its_optimizer_state_only():
   assert checkpoint_bytes < frozen_bytes / 10, (checkpoint_bytes, frozen_bytes)
 
 
+def test_a_checkpoints_metadata_names_no_frozen_parameter():
+  model_dir, result = h.trained_run()
+  metadata = json.loads(
+      (model_dir / f'checkpoint_{h.TRAINED_STEPS}' / 'state' / '_METADATA').read_text())
+  entries = ['/'.join(ast.literal_eval(key)) for key in metadata['tree_metadata']]
+  frozen = [path for path in flax.traverse_util.flatten_dict(result.params, sep='/')
+            if path != h.PROMPT_PATH]
+  assert frozen and [entry for entry in entries if entry.endswith(h.PROMPT_PATH)]
+  assert not [entry for entry in entries if any(path in entry for path in frozen)]
+
+
 def test_a_checkpoint_restores_the_whole_train_state_and_the_input_position(tmp_path):
   """Step, trained parameters, optimizer state and RNG come back exactly, laid out as asked."""
   params = {'encoder': {'prompt': {'prompt': {'prompt': jnp.arange(8.0).reshape(2, 4)}}},
             'decoder': {'kernel': jnp.ones((4, 4))}}
   labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
-  tx = optimizer.masked(optimizer.adafactor(), labels)
+  tx = optimizer.for_trainable(optimizer.adafactor(), labels)
   trainable, _ = optimizer.split(params, labels)
   grads = jax.tree_util.tree_map(jnp.ones_like, trainable)
   _, opt_state = tx.update(grads, tx.init(trainable), trainable)
@@ -110,4 +123,4 @@ def test_a_checkpoint_restores_the_whole_train_state_and_the_input_position(tmp_
   assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(saved)
   for got, want in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(saved)):
     np.testing.assert_array_equal(got, want)
-  assert restored.trainable['decoder']['kernel'] is None
+  assert 'decoder' not in restored.trainable

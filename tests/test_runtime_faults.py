@@ -117,7 +117,7 @@ def _small_state(prompt):
   params = {'encoder': {'prompt': {'prompt': {'prompt': prompt}}},
             'decoder': {'kernel': jnp.ones((4, 4))}}
   labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
-  tx = optimizer.masked(optimizer.adafactor(), labels)
+  tx = optimizer.for_trainable(optimizer.adafactor(), labels)
   trainable, _ = optimizer.split(params, labels)
   return TrainState(step=jnp.array(5, jnp.int32), trainable=trainable,
                     opt_state=tx.init(trainable), rng=jax.random.key_data(jax.random.key(3)))

@@ -1,5 +1,6 @@
-"""Trainable-parameter regexes and the masked optimizer: frozen leaves get no update, no state."""
+"""Trainable-parameter regexes and the optimizers: frozen parameters get no update and no state."""
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,30 +46,40 @@ def test_regexes_that_match_nothing_are_a_one_line_error_naming_them():
   assert 'encoder/prompt/prompt/prompt' in message
 
 
-def test_split_views_merge_back_into_the_parameters():
+def test_the_two_sub_trees_split_the_leaves_and_merge_back_into_the_parameters():
   labels = optimizer.trainable_labels(PARAMS, optimizer.PROMPT_ONLY)
   trainable, frozen = optimizer.split(PARAMS, labels)
-  assert leaf(trainable, 'token_embedder/embedding') is None
-  assert leaf(frozen, 'encoder/prompt/prompt/prompt') is None
+  assert list(flax.traverse_util.flatten_dict(trainable, sep='/')) == [
+      'encoder/prompt/prompt/prompt']
+  assert sorted(flax.traverse_util.flatten_dict(frozen, sep='/')) == sorted(FROZEN_PATHS)
   merged = optimizer.merge(trainable, frozen)
   assert jax.tree_util.tree_structure(merged) == jax.tree_util.tree_structure(PARAMS)
   assert all(a is b for a, b in zip(jax.tree_util.tree_leaves(merged),
                                      jax.tree_util.tree_leaves(PARAMS)))
 
 
-@pytest.mark.parametrize('view', ['whole tree', 'trainable view'])
-def test_frozen_leaves_get_no_optimizer_state(view):
+def test_the_optimizer_of_the_trainable_sub_tree_names_no_frozen_parameter():
   labels = optimizer.trainable_labels(PARAMS, optimizer.PROMPT_ONLY)
-  tx = optimizer.masked(optimizer.adafactor(), labels)
-  params = PARAMS if view == 'whole tree' else optimizer.split(PARAMS, labels)[0]
-  state = jax.eval_shape(tx.init, params)
+  trainable, _ = optimizer.split(PARAMS, labels)
+  state = jax.eval_shape(optimizer.for_trainable(optimizer.adafactor(), labels).init, trainable)
+  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(
+      state, is_leaf=lambda x: x is None)[0]]
+  frozen_keys = {key for path in FROZEN_PATHS for key in path.split('/')} - {'encoder'}
+  assert paths and not [path for path in paths if any(key in path for key in frozen_keys)]
   prompt_size = leaf(PARAMS, 'encoder/prompt/prompt/prompt').size
   # The prompt's second moment, plus scalars and the [1] placeholders of unused factors.
+  assert sum(x.size for x in state_arrays(state)) < 2 * prompt_size
+
+
+def test_the_masked_optimizer_of_the_whole_tree_keeps_no_state_for_frozen_leaves():
+  labels = optimizer.trainable_labels(PARAMS, optimizer.PROMPT_ONLY)
+  state = jax.eval_shape(optimizer.masked(optimizer.adafactor(), labels).init, PARAMS)
+  prompt_size = leaf(PARAMS, 'encoder/prompt/prompt/prompt').size
   assert sum(x.size for x in state_arrays(state)) < 2 * prompt_size
   assert max(x.size for x in state_arrays(state)) == prompt_size
 
 
-def test_frozen_leaves_get_zero_updates():
+def test_frozen_leaves_get_zero_updates_from_the_masked_optimizer():
   labels = optimizer.trainable_labels(PARAMS, optimizer.PROMPT_ONLY)
   tx = optimizer.masked(optimizer.adafactor(), labels)
   grads = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
@@ -126,18 +137,23 @@ def test_a_prompt_left_out_of_a_step_keeps_its_update_and_optimizer_state_unchan
   assert float(optimizer.current_learning_rate(new_state)) == pytest.approx(0.3)
 
 
-def test_a_bank_in_the_masked_optimizer_gets_per_prompt_optimizers_and_frozen_leaves_none():
+def test_a_bank_beside_other_trainable_leaves_gets_per_prompt_optimizers_and_they_their_own():
+  embedding = jnp.linspace(-1.0, 1.0, 300 * 8).reshape(300, 8)
   params = {'encoder': {'prompt': {'prompt': {'prompt': BANK}}},
-            'token_embedder': {'embedding': jnp.ones((300, 8))}}
-  labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY)
-  tx = optimizer.masked(optimizer.adafactor(), labels,
-                        per_row_paths=('encoder/prompt/prompt/prompt',))
+            'decoder': {'kernel': jnp.ones((8, 8))},
+            'token_embedder': {'embedding': embedding}}
+  labels = optimizer.trainable_labels(params, optimizer.PROMPT_ONLY + ('token_embedder/.*',))
+  trainable, _ = optimizer.split(params, labels)
+  tx = optimizer.for_trainable(optimizer.adafactor(), labels,
+                               per_row_paths=('encoder/prompt/prompt/prompt',))
   grads = {'encoder': {'prompt': {'prompt': {'prompt': BANK_GRADS}}},
-           'token_embedder': {'embedding': jnp.ones((300, 8))}}
-  updates, state = tx.update(grads, tx.init(params), params,
+           'token_embedder': {'embedding': jnp.cos(embedding)}}
+  updates, state = tx.update(grads, tx.init(trainable), trainable,
                              rows_trained=jnp.array([True, True, False]))
   prompt_updates = leaf(updates, 'encoder/prompt/prompt/prompt')
   alone, _, _ = _bank_step(optimizer.adafactor(), BANK[0], BANK_GRADS[0])
   np.testing.assert_allclose(prompt_updates[0], alone, rtol=1e-6)
-  assert not np.any(prompt_updates[2]) and not np.any(leaf(updates, 'token_embedder/embedding'))
-  assert max(x.size for x in state_arrays(state)) == BANK.size  # nothing for the frozen table
+  assert not np.any(prompt_updates[2])
+  embedding_alone, _, _ = _bank_step(optimizer.adafactor(), embedding, jnp.cos(embedding))
+  np.testing.assert_allclose(leaf(updates, 'token_embedder/embedding'), embedding_alone, rtol=1e-6)
+  assert 'kernel' not in str(jax.tree_util.tree_structure(state))  # nothing for the frozen leaf

@@ -68,22 +68,8 @@ class Restored:
   settings: Dict[str, Any]
 
 
-def prune(tree: Params) -> Params:
-  """Drops the None leaves (frozen slots) of a parameter view."""
-  flat = flax.traverse_util.flatten_dict(tree)
-  return flax.traverse_util.unflatten_dict({k: v for k, v in flat.items() if v is not None})
-
-
-def _unprune(pruned: Params, like: Params) -> Params:
-  """Puts pruned leaves back into the full structure of `like` (None where `like` has None)."""
-  flat = flax.traverse_util.flatten_dict(pruned)
-  full = flax.traverse_util.flatten_dict(like)
-  return flax.traverse_util.unflatten_dict(
-      {k: (flat[k] if v is not None else None) for k, v in full.items()})
-
-
 def _to_saved(state: TrainState) -> Params:
-  return {'target': prune(state.trainable),
+  return {'target': state.trainable,
           'state': {'step': state.step, 'opt_state': state.opt_state, 'rng': state.rng}}
 
 
@@ -226,7 +212,7 @@ class Checkpointer:
     """
     step, record, saved = self._verified(_to_saved(like), step)
     state = TrainState(step=saved['state']['step'],
-                       trainable=_unprune(saved['target'], like.trainable),
+                       trainable=saved['target'],
                        opt_state=_configured_hyperparams(saved['state']['opt_state'],
                                                          like.opt_state, step),
                        rng=saved['state']['rng'])
@@ -244,13 +230,12 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except  # a damaged file fails in many ways
       raise CorruptCheckpointError(f'{self.checkpoint_dir(step)}/state cannot be read: '
                                    f'{one_line(e)}') from None
-    leaves = [x for x in jax.tree_util.tree_leaves(like) if x is not None]
-    replicated = jax.sharding.NamedSharding(leaves[0].sharding.mesh, jax.sharding.PartitionSpec())
+    mesh = jax.tree_util.tree_leaves(like)[0].sharding.mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     as_saved = jax.tree_util.tree_map(
         lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), saved_state)
-    _, _, saved = self._verified({'target': prune(like), 'state': as_saved}, step,
-                                 verify="['target']")
-    return _unprune(saved['target'], like)
+    _, _, saved = self._verified({'target': like, 'state': as_saved}, step, verify="['target']")
+    return saved['target']
 
   def _step_or_latest(self, step: Optional[int]) -> int:
     step = self.latest_step() if step is None else step
@@ -370,7 +355,7 @@ def _exported(trainable: Params, bank_names: Sequence[str] = ()) -> Dict[str, np
   row of the prompt bank.
   """
   exported = {}
-  for path, x in flax.traverse_util.flatten_dict(prune(trainable), sep='/').items():
+  for path, x in flax.traverse_util.flatten_dict(trainable, sep='/').items():
     if not x.is_fully_replicated:
       continue
     value = np.asarray(x.addressable_data(0))

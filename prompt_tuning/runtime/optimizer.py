@@ -1,13 +1,15 @@
-"""What trains and how: path regexes pick the trainable parameters; an optax masked optimizer updates them.
+"""What trains and how: path regexes pick the trainable parameters; optax updates them alone.
 
-The parameter tree is kept as two complementary views of the same structure:
-`trainable` holds the matched arrays and None elsewhere, `frozen` the rest.
-Gradients are taken of `trainable` only, so the frozen weights are closed
-over and never differentiated. The optimizer is an `optax.multi_transform`
-over the whole tree that sends frozen leaves to `set_to_zero`: they get no
-optimizer state at all. A prompt bank `[K, P, H]` gets one optimizer per
-prompt (`per_row`), so that Adafactor's update clipping and statistics never
-mix prompts, and a prompt that no example of a batch used is left as it was.
+The parameter tree is split into two complementary sub-trees: `trainable`
+holds the matched arrays and `frozen` the rest. Gradients are taken of
+`trainable` only, so the frozen weights are closed over and never
+differentiated, and the optimizer (`for_trainable`) sees the trainable
+sub-tree alone: its state, and so a checkpoint, names no frozen parameter.
+A prompt bank `[K, P, H]` gets one optimizer per prompt (`per_row`), so that
+Adafactor's update clipping and statistics never mix prompts, and a prompt
+that no example of a batch used is left as it was. Inside T5X, which hands
+the optimizer the whole tree, `masked` gives frozen leaves no update and no
+state instead.
 """
 
 import re
@@ -32,10 +34,6 @@ class TrainableParamsError(UserError, ValueError):
   """The trainable-parameter regexes match nothing."""
 
 
-def _is_none(x) -> bool:
-  return x is None
-
-
 def trainable_labels(params: Params, regexes: Sequence[str]) -> Params:
   """'trainable' or 'frozen' for every leaf, by full-match of any regex on its '/'-joined path."""
   patterns = [re.compile(r) for r in regexes]
@@ -49,16 +47,18 @@ def trainable_labels(params: Params, regexes: Sequence[str]) -> Params:
 
 
 def split(params: Params, labels: Params) -> Tuple[Params, Params]:
-  """Two views of `params`: (trainable leaves, None elsewhere) and (frozen leaves, None elsewhere)."""
-  pick = lambda wanted: jax.tree_util.tree_map(lambda p, l: p if l == wanted else None, params,
-                                               labels)
+  """The two complementary sub-trees of `params`: (its trainable leaves, its frozen leaves)."""
+  flat_labels = flax.traverse_util.flatten_dict(labels)
+  flat = flax.traverse_util.flatten_dict(params)
+  pick = lambda wanted: flax.traverse_util.unflatten_dict(
+      {path: x for path, x in flat.items() if flat_labels[path] == wanted})
   return pick('trainable'), pick('frozen')
 
 
 def merge(trainable: Params, frozen: Params) -> Params:
-  """The full parameter tree from its two complementary views."""
-  return jax.tree_util.tree_map(lambda t, f: f if t is None else t, trainable, frozen,
-                                is_leaf=_is_none)
+  """The full parameter tree from its two complementary sub-trees."""
+  return flax.traverse_util.unflatten_dict({**flax.traverse_util.flatten_dict(frozen),
+                                            **flax.traverse_util.flatten_dict(trainable)})
 
 
 def adafactor(learning_rate: Schedule = 0.3, decay_rate: float = 0.8,
@@ -113,23 +113,32 @@ def per_row(base: optax.GradientTransformation) -> optax.GradientTransformationE
   return optax.GradientTransformationExtraArgs(init, update)
 
 
-def masked(base: optax.GradientTransformation, labels: Any,
-           per_row_paths: Sequence[str] = ()) -> optax.GradientTransformationExtraArgs:
-  """`base` on the trainable leaves; frozen leaves get no update and no state.
+def for_trainable(base: optax.GradientTransformation, labels: Params,
+                  per_row_paths: Sequence[str] = ()) -> optax.GradientTransformation:
+  """The optimizer of the trainable sub-tree (`split(params, labels)[0]`).
 
-  `labels` is a tree of 'trainable'/'frozen' (or a function of the parameters that
-  returns one). Trainable leaves at `per_row_paths` ('/'-joined: prompt banks, with
-  `labels` a tree) get `per_row(base)`, whose update takes `rows_trained`.
+  `base` on every trainable leaf, except those at `per_row_paths` ('/'-joined:
+  prompt banks), which get `per_row(base)`, whose update takes `rows_trained`.
   """
-  transforms = {'trainable': base, 'frozen': optax.set_to_zero()}
-  if per_row_paths:
-    flat = flax.traverse_util.flatten_dict(labels, sep='/')
-    flat.update({path: 'per_row' for path in per_row_paths if flat.get(path) == 'trainable'})
-    labels = flax.traverse_util.unflatten_dict(flat, sep='/')
-    # Only the groups in use: a bank alone keeps no state for an empty 'trainable' group.
-    transforms = {label: {**transforms, 'per_row': per_row(base)}[label]
-                  for label in set(flat.values())}
-  return optax.multi_transform(transforms, labels)
+  trainable = [path for path, label in flax.traverse_util.flatten_dict(labels, sep='/').items()
+               if label == 'trainable']
+  banks = [path for path in trainable if path in per_row_paths]
+  if not banks:
+    return base
+  if len(banks) == len(trainable):
+    return per_row(base)
+  groups = {path: 'per_row' if path in banks else 'each' for path in trainable}
+  return optax.multi_transform({'each': base, 'per_row': per_row(base)},
+                               flax.traverse_util.unflatten_dict(groups, sep='/'))
+
+
+def masked(base: optax.GradientTransformation, labels: Any) -> optax.GradientTransformation:
+  """`base` on the trainable leaves of the whole tree; frozen leaves get no update and no state.
+
+  `labels` is a tree of 'trainable'/'frozen', or a function of the parameters
+  that returns one (T5X's optimizer, which sees the whole tree).
+  """
+  return optax.multi_transform({'trainable': base, 'frozen': optax.set_to_zero()}, labels)
 
 
 def current_learning_rate(opt_state: optax.OptState) -> Optional[jax.Array]:

@@ -89,8 +89,8 @@ class RunSetup(Layout):
   """A laid-out run and its parameters at the start.
 
   Attributes (besides the layout's):
-    trainable: the trainable view of the initial parameters (None at frozen leaves).
-    frozen: the frozen view (None at trainable leaves).
+    trainable: the trainable sub-tree of the initial parameters.
+    frozen: the frozen sub-tree.
   """
   trainable: Params = None
   frozen: Params = None

@@ -28,8 +28,8 @@ class TrainState:
 
   Attributes:
     step: scalar int32, the number of updates applied.
-    trainable: the parameter tree with trainable leaves and None elsewhere.
-    opt_state: the masked optimizer's state (nothing for frozen leaves).
+    trainable: the trainable sub-tree of the parameters (see `optimizer.split`).
+    opt_state: its optimizer state (which names no frozen parameter).
     rng: raw uint32 key data `[2]`, for dropout.
   """
   step: Array
@@ -46,8 +46,8 @@ class Trainer:
     self.model = model
     self.mesh = mesh
     # A bank's prompts have an optimizer each: a prompt no example used is left as it was.
-    self.tx = optim.masked(optimizer, labels,
-                           per_row_paths=(prompted.PROMPT_PATH,) if model.prompt_bank_size else ())
+    self.tx = optim.for_trainable(
+        optimizer, labels, per_row_paths=(prompted.PROMPT_PATH,) if model.prompt_bank_size else ())
     self.trainable_shardings, self.frozen_shardings = optim.split(param_shardings, labels)
     self._replicated = partitioning.replicated(mesh)
 
