@@ -26,9 +26,10 @@ from typing import Any, Dict, Sequence
 
 import numpy as np
 
+import same_weights
 import two_ways
-from prompt_tuning import checkpoints, prompts, scoring
-from prompt_tuning.models import prompted, t5
+from prompt_tuning import scoring
+from prompt_tuning.models import t5
 
 TOLERANCE = 1e-3  # nats, on log-likelihoods of a few tokens in float32
 
@@ -39,17 +40,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def make_data(args: argparse.Namespace, vocab_size: int):
-  """Inputs [N, T] ending in EOS, and [C, Lc] EOS-terminated candidates of 1..Lc-1 tokens."""
+  """Batches of inputs [B, T] ending in EOS, and [C, Lc] EOS-terminated candidates of 1..Lc-1 tokens."""
   rng = np.random.default_rng(args.seed)
-  count = -(-args.examples // args.batch_size) * args.batch_size
-  tokens = rng.integers(2, vocab_size, (count, args.inputs_length)).astype(np.int32)
-  tokens[:, -1] = 1
+  batches = same_weights.input_batches(args, vocab_size, rng)
   candidates = np.zeros((args.labels, args.targets_length), np.int32)
   for row in candidates:
     length = rng.integers(1, args.targets_length)
     row[:length] = rng.integers(2, vocab_size, length)
     row[length] = 1
-  return np.split(tokens, count // args.batch_size), candidates
+  return batches, candidates
 
 
 class Torch:
@@ -57,26 +56,9 @@ class Torch:
 
   def __init__(self, args: argparse.Namespace, directory: str):
     import torch  # pylint: disable=g-import-not-at-top
-    import transformers  # pylint: disable=g-import-not-at-top
     self.torch = torch
-    torch.manual_seed(args.seed)
-    c = t5.config_for_size(args.config)
-    config = transformers.T5Config(
-        vocab_size=c.vocab_size, d_model=c.emb_dim, d_kv=c.head_dim, d_ff=c.mlp_dim,
-        num_layers=c.num_encoder_layers, num_decoder_layers=c.num_decoder_layers,
-        num_heads=c.num_heads, relative_attention_num_buckets=c.relative_attention_num_buckets,
-        relative_attention_max_distance=c.relative_attention_max_distance,
-        layer_norm_epsilon=c.layer_norm_epsilon, dropout_rate=0.0,
-        feed_forward_proj='gated-gelu', tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
-        decoder_start_token_id=0)
-    self.model = transformers.T5ForConditionalGeneration(config).eval()
-    # T5 1.1's output layer is its own; transformers 5 ties it to the embedding on creation.
-    self.model.config.tie_word_embeddings = False
-    self.model.lm_head.weight = torch.nn.Parameter(
-        torch.randn_like(self.model.shared.weight) * c.emb_dim**-0.5)
-    self.model.save_pretrained(directory)
-    self.prompt = torch.empty(args.prompt_length, c.emb_dim).uniform_(-0.5, 0.5)
-    self.attention = self.model.config._attn_implementation  # pylint: disable=protected-access
+    self.model, self.prompt = same_weights.torch_t5(args, directory)
+    self.attention = same_weights.attention(self.model)
 
   def score(self, tokens: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """[B, C] log-likelihoods."""
@@ -103,13 +85,7 @@ class Ours:
 
   def __init__(self, args: argparse.Namespace, directory: str, prompt: np.ndarray):
     import jax  # pylint: disable=g-import-not-at-top (after prompt_tuning, which keeps JAX off an absent TPU)
-    self.jax = jax
-    module = prompted.PromptedT5(t5.config_for_size(args.config, dropout_rate=0.0),
-                                 prompt_config=prompted.PromptConfig(
-                                     length=args.prompt_length, init=prompts.random_uniform()))
-    self.params = checkpoints.load_t5(directory)
-    self.params['encoder']['prompt'] = {'prompt': {'prompt': prompt}}
-    self.params = jax.device_put(self.params)
+    module, self.params = same_weights.ours(args, directory, prompt)
     self.classify = jax.jit(lambda params, tokens, candidates: scoring.rank_classify(
         module, params, tokens, candidates)[1])
 
@@ -122,21 +98,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     torch_scorer = Torch(args, directory)
     ours = Ours(args, directory, torch_scorer.prompt.numpy())
   batches, candidates = make_data(args, t5.config_for_size(args.config).vocab_size)
-  scorers = {'ours': ours, 'torch_encoder_once': torch_scorer}
-  ways = {name: (lambda s=scorer: [s.score(tokens, candidates) for tokens in batches])
-          for name, scorer in scorers.items()}
-  scores = {name: np.concatenate(way()) for name, way in ways.items()}  # compiles; warms up
-  difference = float(np.abs(scores['ours'] - scores['torch_encoder_once']).max())
-  if difference > TOLERANCE:
-    raise SystemExit(f'The two scorers disagree by {difference:.2e} nats.')
-  passes = {name: len(batches) for name in ways}
-  title = (f'{args.config}: rank classification of {args.examples} examples in batches of '
-           f'{args.batch_size}, {args.inputs_length} input tokens + {args.prompt_length} prompt, '
-           f'{args.labels} candidates of up to {args.targets_length} tokens; torch attention '
-           f'{torch_scorer.attention!r}; scores agree to {difference:.1e} nats')
-  return {**two_ways.compare(ways, args.rounds, len(batches) * args.batch_size, passes),
-          'title': title, 'max_difference': difference, 'torch_attention': torch_scorer.attention,
-          'settings': vars(args)}
+
+  def check(scores):
+    ours_scores, torch_scores = (np.concatenate(scores[name])
+                                 for name in ('ours', 'torch_encoder_once'))
+    difference = float(np.abs(ours_scores - torch_scores).max())
+    if difference > TOLERANCE:
+      raise SystemExit(f'The two scorers disagree by {difference:.2e} nats.')
+    title = (f'{args.config}: rank classification of {args.examples} examples in batches of '
+             f'{args.batch_size}, {args.inputs_length} input tokens + {args.prompt_length} '
+             f'prompt, {args.labels} candidates of up to {args.targets_length} tokens; torch '
+             f'attention {torch_scorer.attention!r}; scores agree to {difference:.1e} nats')
+    return {'title': title, 'max_difference': difference,
+            'torch_attention': torch_scorer.attention}
+
+  return two_ways.time_over_batches(
+      {'ours': lambda tokens: ours.score(tokens, candidates),
+       'torch_encoder_once': lambda tokens: torch_scorer.score(tokens, candidates)},
+      batches, args, check)
 
 
 def main(argv: Sequence[str] = ()) -> Dict[str, Any]:

@@ -8,7 +8,7 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 # The decoding benchmarks' shared flags besides the two given by each: (name, default, help).
 _FLAGS = (('batch_size', 8, 'Examples per batch.'), ('inputs_length', 64, None),
@@ -56,6 +56,23 @@ def compare(ways: Mapping[str, Callable[[], Any]], rounds: int, examples: int,
       for name, times in seconds.items()}
   results['speed_up'] = results[names[0]]['examples_per_s'] / results[names[1]]['examples_per_s']
   return results
+
+
+def time_over_batches(ways: Mapping[str, Callable[[Any], Any]], batches: Sequence[Any],
+                      args: argparse.Namespace,
+                      check: Callable[[Dict[str, List[Any]]], Dict[str, Any]]) -> Dict[str, Any]:
+  """Times two ways that each take every batch in one pass, after checking their outputs.
+
+  Each way runs over all batches once untimed (it compiles and warms up);
+  `check({way: [output per batch]})` returns the figures to report with the
+  times, the 'title' among them, or stops the script. Then `compare`, with
+  `args.rounds` rounds; the settings are `args`.
+  """
+  runs = {name: (lambda way=way: [way(batch) for batch in batches]) for name, way in ways.items()}
+  figures = check({name: run() for name, run in runs.items()})
+  passes = {name: len(batches) for name in ways}
+  return {**compare(runs, args.rounds, len(batches) * args.batch_size, passes), **figures,
+          'settings': vars(args)}
 
 
 def report(results: Dict[str, Any], json_path: str = '') -> Dict[str, Any]:

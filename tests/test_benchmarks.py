@@ -131,3 +131,13 @@ def test_rank_scoring_times_ours_against_an_encoder_once_torch_scorer_on_the_sam
   assert 0 <= results['max_difference'] <= ranking.TOLERANCE
   assert results['ours']['passes'] == results['torch_encoder_once']['passes'] == 3
   assert_timed_in_turns(results, ('ours', 'torch_encoder_once'), rounds=2)
+
+
+@pytest.mark.parametrize('num_beams', [1, 3])
+def test_decoding_times_ours_against_hugging_face_generate_on_the_same_weights(capsys, num_beams):
+  decoding, results = run_benchmark('decoding', num_beams=num_beams, targets_length=4)
+  assert 'speed-up (ours / torch generate)' in capsys.readouterr().out
+  # The same weights both ways: the outputs agree (the script stops otherwise).
+  assert decoding.LEAST_AGREEMENT <= results['agreement'] <= 1
+  assert results['ours']['passes'] == results['torch_generate']['passes'] == 3
+  assert_timed_in_turns(results, ('ours', 'torch_generate'), rounds=2)
